@@ -1,0 +1,467 @@
+#include "hclient.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "metrics.h"
+
+#define DEFAULT_MAX_RESPONSE (32u << 20)
+#define DEFAULT_CONNECT_TIMEOUT_MS 10000L
+#define DEFAULT_TIMEOUT_MS 30000L
+/* Idle easy handles kept for reuse; creating one costs more than a reset. */
+#define EASY_POOL_MAX 256
+
+struct hclient {
+    struct event_base *base;
+    CURLM *multi;
+    struct event *timer;
+    hclient_config cfg;
+    hclient_xfer *active;        /* doubly linked list of transfers in flight */
+    size_t nactive;
+    CURL *pool[EASY_POOL_MAX];
+    size_t npool;
+};
+
+struct hclient_xfer {
+    hclient *c;
+    hclient_xfer *prev, *next;
+    CURL *easy;
+    struct curl_slist *headers;
+    char *req_body;
+    hclient_done_fn done;
+    void *arg;
+    /* response being received */
+    char *body;
+    size_t body_len, body_cap;
+    int too_large;
+    hclient_header *rh;
+    size_t nrh, rh_cap;
+    /* for logs and metrics */
+    char method[16];
+    char host[256];
+    char path[512];
+    char request_id[17];
+    char label[64];
+    long timeout_ms;
+    struct timespec started;
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+/* One per socket curl asks us to watch. */
+typedef struct sock_watch {
+    struct event *ev;
+    hclient *c;
+} sock_watch;
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static void check_done(hclient *c);
+
+static void on_socket_event(evutil_socket_t fd, short events, void *arg)
+{
+    sock_watch *w = arg;
+    hclient *c = w->c;
+    int action = (events & EV_READ ? CURL_CSELECT_IN : 0) | (events & EV_WRITE ? CURL_CSELECT_OUT : 0);
+    int running;
+    curl_multi_socket_action(c->multi, fd, action, &running);
+    check_done(c);
+}
+
+static void on_timer(evutil_socket_t fd, short events, void *arg)
+{
+    (void)fd;
+    (void)events;
+    hclient *c = arg;
+    int running;
+    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(c);
+}
+
+/* CURLMOPT_SOCKETFUNCTION: watch, rewatch or forget a socket. */
+static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    (void)easy;
+    hclient *c = userp;
+    sock_watch *w = socketp;
+    if (what == CURL_POLL_REMOVE) {
+        if (w) {
+            event_free(w->ev);
+            free(w);
+            curl_multi_assign(c->multi, s, NULL);
+        }
+        return 0;
+    }
+    short kind = EV_PERSIST | (what & CURL_POLL_IN ? EV_READ : 0) | (what & CURL_POLL_OUT ? EV_WRITE : 0);
+    if (!w) {
+        w = calloc(1, sizeof *w);
+        if (!w)
+            return -1;
+        w->c = c;
+        curl_multi_assign(c->multi, s, w);
+    } else {
+        event_free(w->ev);
+    }
+    w->ev = event_new(c->base, s, kind, on_socket_event, w);
+    if (!w->ev || event_add(w->ev, NULL) < 0)
+        return -1;
+    return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION: curl wants one timer; -1 removes it. */
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+    (void)multi;
+    hclient *c = userp;
+    if (timeout_ms < 0) {
+        evtimer_del(c->timer);
+        return 0;
+    }
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    return evtimer_add(c->timer, &tv);
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+    hclient_xfer *x = arg;
+    size_t n = size * nmemb;
+    if (x->body_len + n > x->c->cfg.max_response_bytes) {
+        x->too_large = 1;
+        return 0;   /* makes curl stop with CURLE_WRITE_ERROR */
+    }
+    if (x->body_len + n + 1 > x->body_cap) {
+        size_t cap = x->body_cap ? x->body_cap : 4096;
+        while (cap < x->body_len + n + 1)
+            cap *= 2;
+        char *b = realloc(x->body, cap);
+        if (!b)
+            return 0;
+        x->body = b;
+        x->body_cap = cap;
+    }
+    memcpy(x->body + x->body_len, data, n);
+    x->body_len += n;
+    return n;
+}
+
+static void free_response_headers(hclient_xfer *x)
+{
+    for (size_t i = 0; i < x->nrh; i++) {
+        free(x->rh[i].name);
+        free(x->rh[i].value);
+    }
+    x->nrh = 0;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
+{
+    hclient_xfer *x = arg;
+    size_t n = size * nmemb;
+    /* A new status line starts a new response (after 100 Continue). */
+    if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
+        free_response_headers(x);
+        return n;
+    }
+    const char *colon = memchr(data, ':', n);
+    if (!colon || colon == data || data[0] == ' ' || data[0] == '\t')
+        return n;
+    const char *v = colon + 1, *end = data + n;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    if (x->nrh == x->rh_cap) {
+        size_t cap = x->rh_cap ? x->rh_cap * 2 : 16;
+        hclient_header *h = realloc(x->rh, cap * sizeof *h);
+        if (!h)
+            return 0;
+        x->rh = h;
+        x->rh_cap = cap;
+    }
+    hclient_header *h = &x->rh[x->nrh];
+    h->name = strndup(data, (size_t)(colon - data));
+    h->value = strndup(v, (size_t)(end - v));
+    if (!h->name || !h->value) {
+        free(h->name);
+        free(h->value);
+        return 0;
+    }
+    for (char *p = h->name; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    x->nrh++;
+    return n;
+}
+
+static void unlink_xfer(hclient_xfer *x)
+{
+    hclient *c = x->c;
+    if (x->prev)
+        x->prev->next = x->next;
+    else
+        c->active = x->next;
+    if (x->next)
+        x->next->prev = x->prev;
+    c->nactive--;
+}
+
+/* Detaches and frees a transfer; its easy handle goes back to the pool. */
+static void release(hclient_xfer *x)
+{
+    hclient *c = x->c;
+    curl_multi_remove_handle(c->multi, x->easy);
+    if (c->npool < EASY_POOL_MAX) {
+        curl_easy_reset(x->easy);
+        c->pool[c->npool++] = x->easy;
+    } else {
+        curl_easy_cleanup(x->easy);
+    }
+    curl_slist_free_all(x->headers);
+    free(x->req_body);
+    free(x->body);
+    free_response_headers(x);
+    free(x->rh);
+    free(x);
+}
+
+static void record(hclient_xfer *x, const char *status, double ms, size_t bytes)
+{
+    metrics_add(METRIC_UPSTREAM_REQUESTS, 1, x->host, status);
+    metrics_observe(METRIC_UPSTREAM_SECONDS, ms / 1e3, x->host);
+    log_line *l = log_begin(LOG_INFO, "upstream");
+    log_str(l, "request_id", x->request_id[0] ? x->request_id : NULL);
+    log_str(l, "provider", x->label[0] ? x->label : NULL);
+    log_str(l, "method", x->method);
+    log_str(l, "host", x->host);
+    log_str(l, "path", x->path);
+    log_str(l, "status", status);
+    log_num(l, "duration_ms", ms);
+    log_int(l, "bytes", (long long)bytes);
+    log_end(l);
+}
+
+static void finish(hclient_xfer *x, CURLcode rc)
+{
+    hclient *c = x->c;
+    unlink_xfer(x);
+    double ms = ms_since(&x->started);
+    ferr err = {0};
+    hclient_response resp = {0};
+    char status[16];
+
+    if (rc == CURLE_OK) {
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &resp.status);
+        resp.headers = x->rh;
+        resp.nheaders = x->nrh;
+        if (!x->body) {
+            x->body = calloc(1, 1);
+        } else {
+            x->body[x->body_len] = 0;
+        }
+        resp.body = x->body;
+        resp.body_len = x->body_len;
+        resp.duration_ms = ms;
+        snprintf(status, sizeof status, "%ld", resp.status);
+    } else if (rc == CURLE_OPERATION_TIMEDOUT) {
+        ferr_set(&err, FERR_UPSTREAM_TIMEOUT, "%s did not answer within %ld ms", x->host, x->timeout_ms);
+    } else if (x->too_large || rc == CURLE_FILESIZE_EXCEEDED) {
+        ferr_set(&err, FERR_PAYLOAD_TOO_LARGE, "the response from %s is larger than %zu bytes", x->host,
+                 c->cfg.max_response_bytes);
+    } else if (rc == CURLE_PARTIAL_FILE) {
+        ferr_set(&err, FERR_UPSTREAM_ERROR, "%s closed the connection before the whole response arrived",
+                 x->host);
+    } else {
+        ferr_set(&err, FERR_UPSTREAM_ERROR, "request to %s failed: %s", x->host,
+                 x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
+    }
+    if (err.code) {
+        ferr_detail(&err, "host", json_string(x->host));
+        snprintf(status, sizeof status, "%s", ferr_code_name(err.code));
+    }
+    record(x, status, ms, x->body_len);
+    if (err.code)
+        x->done(x->arg, NULL, &err);
+    else
+        x->done(x->arg, &resp, NULL);
+    ferr_clear(&err);
+    release(x);
+}
+
+static void check_done(hclient *c)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(c->multi, &left))) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        hclient_xfer *x = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        if (x)
+            finish(x, msg->data.result);
+    }
+}
+
+hclient *hclient_new(struct event_base *base, const hclient_config *cfg)
+{
+    hclient *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->base = base;
+    if (cfg)
+        c->cfg = *cfg;
+    if (!c->cfg.max_response_bytes)
+        c->cfg.max_response_bytes = DEFAULT_MAX_RESPONSE;
+    if (!c->cfg.connect_timeout_ms)
+        c->cfg.connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
+    if (!c->cfg.default_timeout_ms)
+        c->cfg.default_timeout_ms = DEFAULT_TIMEOUT_MS;
+    c->multi = curl_multi_init();
+    c->timer = evtimer_new(base, on_timer, c);
+    if (!c->multi || !c->timer) {
+        hclient_free(c);
+        return NULL;
+    }
+    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
+    curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+    curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+    return c;
+}
+
+void hclient_free(hclient *c)
+{
+    if (!c)
+        return;
+    while (c->active) {
+        hclient_xfer *x = c->active;
+        unlink_xfer(x);
+        release(x);
+    }
+    for (size_t i = 0; i < c->npool; i++)
+        curl_easy_cleanup(c->pool[i]);
+    if (c->multi)
+        curl_multi_cleanup(c->multi);
+    if (c->timer)
+        event_free(c->timer);
+    free(c);
+}
+
+static void describe_url(hclient_xfer *x, const char *url, const char *host)
+{
+    CURLU *u = curl_url();
+    char *h = NULL, *p = NULL;
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK) {
+        curl_url_get(u, CURLUPART_HOST, &h, 0);
+        curl_url_get(u, CURLUPART_PATH, &p, 0);
+    }
+    snprintf(x->host, sizeof x->host, "%s", host ? host : h ? h : "?");
+    /* The path only: query strings may carry credentials. */
+    snprintf(x->path, sizeof x->path, "%s", p ? p : "/");
+    curl_free(h);
+    curl_free(p);
+    curl_url_cleanup(u);
+}
+
+int hclient_start(hclient *c, hclient_request *req, hclient_done_fn done, void *arg, hclient_xfer **out,
+                  ferr *err)
+{
+    if (out)
+        *out = NULL;
+    hclient_xfer *x = calloc(1, sizeof *x);
+    if (!x) {
+        curl_slist_free_all(req->headers);
+        return ferr_set(err, FERR_INTERNAL, "out of memory");
+    }
+    x->c = c;
+    x->done = done;
+    x->arg = arg;
+    x->headers = req->headers;
+    req->headers = NULL;
+    x->easy = c->npool ? c->pool[--c->npool] : curl_easy_init();
+    if (!x->easy) {
+        curl_slist_free_all(x->headers);
+        free(x);
+        return ferr_set(err, FERR_INTERNAL, "cannot create a transfer");
+    }
+    const char *method = req->method ? req->method : "GET";
+    snprintf(x->method, sizeof x->method, "%s", method);
+    snprintf(x->request_id, sizeof x->request_id, "%s", req->request_id ? req->request_id : "");
+    snprintf(x->label, sizeof x->label, "%s", req->label ? req->label : "");
+    describe_url(x, req->url, req->host);
+    x->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : c->cfg.default_timeout_ms;
+
+    CURL *e = x->easy;
+    curl_easy_setopt(e, CURLOPT_URL, req->url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, x->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->cfg.connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->cfg.max_response_bytes);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    /* Wait for an HTTP/2 connection to multiplex on rather than opening a
+     * new one per request; harmless for HTTP/1.1 upstreams. */
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "ferry/" FERRY_VERSION);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+    if (c->cfg.ca_file)
+        curl_easy_setopt(e, CURLOPT_CAINFO, c->cfg.ca_file);
+    /* No "Expect: 100-continue" round trip before large bodies. */
+    x->headers = curl_slist_append(x->headers, "Expect:");
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
+
+    if (strcmp(method, "HEAD") == 0) {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    } else if (strcmp(method, "GET") != 0 || req->body) {
+        if (req->body) {
+            x->req_body = malloc(req->body_len + 1);
+            if (!x->req_body) {
+                release(x);
+                return ferr_set(err, FERR_INTERNAL, "out of memory");
+            }
+            memcpy(x->req_body, req->body, req->body_len);
+        }
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->req_body ? x->req_body : "");
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(req->body ? req->body_len : 0));
+        if (strcmp(method, "POST") != 0)
+            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, x->method);
+    }
+
+    clock_gettime(CLOCK_MONOTONIC, &x->started);
+    if (curl_multi_add_handle(c->multi, e) != CURLM_OK) {
+        release(x);
+        return ferr_set(err, FERR_INTERNAL, "cannot start the transfer");
+    }
+    x->next = c->active;
+    if (c->active)
+        c->active->prev = x;
+    c->active = x;
+    c->nactive++;
+    if (out)
+        *out = x;
+    return 0;
+}
+
+void hclient_cancel(hclient_xfer *x)
+{
+    if (!x)
+        return;
+    unlink_xfer(x);
+    release(x);
+}
+
+size_t hclient_in_flight(const hclient *c) { return c->nactive; }

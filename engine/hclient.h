@@ -1,0 +1,80 @@
+/* hclient — the outbound HTTP client: libcurl multi driven by the libevent
+ * loop through curl_multi_socket_action (socket and timer callbacks), so
+ * thousands of transfers are in flight on one thread and no transfer ever
+ * blocks the loop.
+ *
+ * A transfer is started with hclient_start and ends with exactly one call
+ * of its done function, unless it is cancelled first (then never). The
+ * client owns connection reuse (HTTP keep-alive, HTTP/2 multiplexing where
+ * the server offers it over TLS), gzip/deflate/br decoding, a deadline per
+ * request and a cap on response size. Redirects are not followed: a 3xx is
+ * returned as it is, so a redirect can never take a request to a host the
+ * caller did not check. Only http and https are spoken. */
+#ifndef FERRY_HCLIENT_H
+#define FERRY_HCLIENT_H
+
+#include <stddef.h>
+
+#include <curl/curl.h>
+#include <event2/event.h>
+
+#include "ferr.h"
+
+typedef struct hclient hclient;
+typedef struct hclient_xfer hclient_xfer;
+
+typedef struct hclient_config {
+    size_t max_response_bytes;   /* 0 → 32 MiB */
+    long connect_timeout_ms;     /* 0 → 10 s */
+    long default_timeout_ms;     /* 0 → 30 s */
+    const char *ca_file;         /* extra CA bundle (self-hosted upstreams); NULL → system */
+} hclient_config;
+
+typedef struct hclient_header {
+    char *name;                  /* lowercased */
+    char *value;
+} hclient_header;
+
+/* Borrowed by the done function for the duration of the call only. */
+typedef struct hclient_response {
+    long status;
+    hclient_header *headers;
+    size_t nheaders;
+    char *body;                  /* NUL-terminated for convenience */
+    size_t body_len;
+    double duration_ms;
+} hclient_response;
+
+/* `resp` is NULL exactly when `err` describes a failure: upstream_timeout,
+ * payload_too_large, or upstream_error (connection refused or reset,
+ * truncated body, TLS failure...). */
+typedef void (*hclient_done_fn)(void *arg, hclient_response *resp, ferr *err);
+
+typedef struct hclient_request {
+    const char *method;          /* NULL → GET */
+    const char *url;
+    struct curl_slist *headers;  /* "Name: value" lines; ownership passes to the client */
+    const char *body;            /* copied */
+    size_t body_len;
+    long timeout_ms;             /* whole-request deadline; 0 → default */
+    /* For the upstream log line and metrics only. */
+    const char *request_id;
+    const char *label;           /* e.g. the provider slug */
+    const char *host;            /* metrics label; NULL → taken from the URL */
+} hclient_request;
+
+hclient *hclient_new(struct event_base *base, const hclient_config *cfg);
+/* Cancels every transfer still in flight (their done functions are not
+ * called) and frees the client. */
+void hclient_free(hclient *c);
+
+/* Starts a transfer. On success *out (may be NULL) names it for
+ * hclient_cancel until its done function runs. */
+int hclient_start(hclient *c, hclient_request *req, hclient_done_fn done, void *arg,
+                  hclient_xfer **out, ferr *err);
+void hclient_cancel(hclient_xfer *x);
+
+/* Transfers started and not yet finished. */
+size_t hclient_in_flight(const hclient *c);
+
+#endif
