@@ -1,0 +1,50 @@
+/* lua_ctx — the `ctx` table a tool's run(ctx, args) receives, and how
+ * primitives find the call they serve.
+ *
+ *   ctx.http.request{...}   lua_http.c     ctx.log(...)        lua_log.c
+ *   ctx.store.get/set       lua_store.c    ctx.connection      (no secrets)
+ *   ctx.request_id, ctx.tool, ctx.caller = {user, team, role}
+ *
+ * The function tables are shared by every call of a provider; a primitive
+ * learns which call it serves from the task that is running. Scripts never
+ * see credentials or handles, only data. */
+#ifndef FERRY_LUA_CTX_H
+#define FERRY_LUA_CTX_H
+
+#include <lua.h>
+
+#include "hclient.h"
+#include "provider.h"
+#include "store.h"
+
+typedef struct lua_ctx_services {
+    hclient *http;
+    store *db;
+} lua_ctx_services;
+
+typedef struct lua_ctx {
+    const lua_ctx_services *svc;
+    provider *provider;
+    const char *request_id;
+    const char *tool;              /* agent-facing name */
+    const char *connection_id;     /* NULL: no connection */
+    const principal *who;          /* NULL: local use without a principal */
+} lua_ctx;
+
+/* Pushes a new ctx for `c` (protected mode: may raise on memory). */
+void lua_ctx_push(lua_State *L, const lua_ctx *c);
+
+/* The call served by the running task; raises a script error when a
+ * primitive is used outside a call (at load time, say). */
+lua_ctx *lua_ctx_current(lua_State *L, const char *primitive);
+
+/* An error value for scripts: {code=..., message=...} (+ extra fields),
+ * printable with tostring. Pushes it. */
+void lua_ctx_push_error(lua_State *L, ferr_code code, const char *message);
+
+/* Module tables (each pushes one). */
+void lua_http_push(lua_State *L);
+void lua_log_push(lua_State *L);
+void lua_store_push(lua_State *L);
+
+#endif

@@ -1,0 +1,349 @@
+/* lua_http.c — ctx.http.request{...}, the one way scripts reach the network.
+ *
+ *   local resp, err = ctx.http.request{
+ *     method = "GET", path = "/items" | url = "https://...",
+ *     query = {limit = 10, tag = {"a", "b"}}, headers = {["X-Thing"] = "v"},
+ *     json = {...} | body = "raw", timeout_ms = 5000 }
+ *   resp.status, resp.headers (lowercase names), resp.body, resp.ok,
+ *   resp.json() / resp:json() → decoded body | nil, err
+ *   err.code: upstream_timeout, upstream_error, payload_too_large,
+ *             egress_denied (host not in the provider's hosts), ...
+ *
+ * It starts the transfer, suspends the task, and resumes it from the
+ * transfer's completion with the results: the pattern every waiting
+ * primitive follows. Request problems the script can fix (a bad argument)
+ * raise; what the world does (a timeout, a refused host) is returned. */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <lauxlib.h>
+
+#include "lhost.h"
+#include "lua_ctx.h"
+#include "lua_json.h"
+
+#define MAX_TIMEOUT_MS 120000
+
+typedef struct pending {
+    lhost_task *task;
+    hclient_xfer *xfer;
+} pending;
+
+typedef struct outcome {
+    hclient_response *resp;
+    ferr *err;
+} outcome;
+
+static int l_json(lua_State *L)
+{
+    size_t n;
+    const char *body = lua_tolstring(L, lua_upvalueindex(1), &n);
+    if (lua_json_decode_push(L, body, n))
+        return 1;
+    lua_pushfstring(L, "the upstream response is not valid JSON (%s)", lua_tostring(L, -1));
+    lua_pushnil(L);
+    lua_ctx_push_error(L, FERR_UPSTREAM_ERROR, lua_tostring(L, -2));
+    return 2;
+}
+
+static int push_outcome(lua_State *L, void *ud)
+{
+    outcome *o = ud;
+    if (o->err) {
+        lua_pushnil(L);
+        lua_ctx_push_error(L, o->err->code, o->err->message);
+        return 2;
+    }
+    hclient_response *r = o->resp;
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, r->status);
+    lua_setfield(L, -2, "status");
+    lua_pushboolean(L, r->status >= 200 && r->status < 300);
+    lua_setfield(L, -2, "ok");
+    lua_createtable(L, 0, (int)r->nheaders);
+    for (size_t i = 0; i < r->nheaders; i++) {
+        /* Repeated headers are joined as HTTP allows (RFC 9110 5.3). */
+        lua_getfield(L, -1, r->headers[i].name);
+        if (lua_isstring(L, -1)) {
+            lua_pushliteral(L, ", ");
+            lua_pushstring(L, r->headers[i].value);
+            lua_concat(L, 3);
+        } else {
+            lua_pop(L, 1);
+            lua_pushstring(L, r->headers[i].value);
+        }
+        lua_setfield(L, -2, r->headers[i].name);
+    }
+    lua_setfield(L, -2, "headers");
+    lua_pushlstring(L, r->body, r->body_len);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "body");
+    lua_pushcclosure(L, l_json, 1);
+    lua_setfield(L, -2, "json");
+    return 1;
+}
+
+static void on_done(void *arg, hclient_response *resp, ferr *err)
+{
+    pending *p = arg;
+    lhost_task *t = p->task;
+    free(p);
+    outcome o = {resp, err};
+    lhost_task_wake(t, push_outcome, &o);
+}
+
+static void on_cancel(void *ud)
+{
+    pending *p = ud;
+    hclient_cancel(p->xfer);
+    free(p);
+}
+
+static int valid_token(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (!(isalnum((unsigned char)*s) || strchr("!#$%&'*+-.^_`|~", *s)))
+            return 0;
+    return 1;
+}
+
+static int valid_header_value(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '\r' || s[i] == '\n' || s[i] == 0)
+            return 0;
+    return 1;
+}
+
+/* Adds "key=value" to the list at `list` (raises on bad types). */
+static void collect_query_pair(lua_State *L, int list, const char *key, int value_idx)
+{
+    const char *v = NULL;
+    if (lua_type(L, value_idx) == LUA_TBOOLEAN)
+        v = lua_toboolean(L, value_idx) ? "true" : "false";
+    else if (lua_type(L, value_idx) == LUA_TSTRING || lua_type(L, value_idx) == LUA_TNUMBER)
+        v = lua_tostring(L, value_idx);
+    else {
+        luaL_error(L, "ctx.http.request: query.%s must be a string, number, boolean or an array of them", key);
+        return;
+    }
+    lua_pushfstring(L, "%s=%s", key, v);
+    lua_rawseti(L, list, (lua_Integer)lua_rawlen(L, list) + 1);
+}
+
+/* The query table as a list of "key=value" strings. */
+static void collect_query(lua_State *L, int q, int list)
+{
+    lua_pushnil(L);
+    while (lua_next(L, q)) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            luaL_error(L, "ctx.http.request: query keys must be strings");
+        const char *key = lua_tostring(L, -2);
+        if (lua_istable(L, -1)) {
+            int arr = lua_gettop(L);
+            lua_Integer n = (lua_Integer)lua_rawlen(L, arr);
+            for (lua_Integer i = 1; i <= n; i++) {
+                lua_rawgeti(L, arr, i);
+                collect_query_pair(L, list, key, lua_gettop(L));
+                lua_pop(L, 1);
+            }
+        } else {
+            collect_query_pair(L, list, key, lua_gettop(L));
+        }
+        lua_pop(L, 1);
+    }
+}
+
+/* The headers table as a list of "Name: value" lines; sets *has_ct when
+ * Content-Type is among them. */
+static void collect_headers(lua_State *L, int h, int list, int *has_ct)
+{
+    lua_pushnil(L);
+    while (lua_next(L, h)) {
+        size_t vlen = 0;
+        const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        const char *value = lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER
+                                ? lua_tolstring(L, -1, &vlen) : NULL;
+        if (!name || !valid_token(name) || !value || !valid_header_value(value, vlen))
+            luaL_error(L, "ctx.http.request: headers must map header names to string values without line breaks");
+        if (strcasecmp(name, "content-type") == 0)
+            *has_ct = 1;
+        lua_pushfstring(L, "%s: %s", name, value);
+        lua_rawseti(L, list, (lua_Integer)lua_rawlen(L, list) + 1);
+        lua_pop(L, 1);
+    }
+}
+
+/* base_url + path, with exactly one slash between them. */
+static void push_joined_url(lua_State *L, const char *base, const char *path)
+{
+    size_t bl = strlen(base);
+    while (bl > 0 && base[bl - 1] == '/')
+        bl--;
+    while (*path == '/')
+        path++;
+    lua_pushlstring(L, base, bl);
+    lua_pushliteral(L, "/");
+    lua_pushstring(L, path);
+    lua_concat(L, 3);
+}
+
+enum { A_ARGS = 1, A_METHOD, A_URL, A_PATH, A_QUERY, A_HEADERS, A_JSON, A_BODY, A_TIMEOUT, A_FULL_URL, A_QLIST,
+       A_HLIST, A_BODY_TEXT };
+
+/* Phase 1: read and check the arguments; everything built here is a Lua
+ * value, so raising leaks nothing. */
+static void read_request(lua_State *L, provider *pv, char method[16], long *timeout_ms)
+{
+    static const char *const fields[] = {"method", "url", "path", "query", "headers", "json", "body", "timeout_ms"};
+    for (int i = 0; i < 8; i++)
+        lua_getfield(L, A_ARGS, fields[i]);
+
+    strcpy(method, "GET");
+    if (!lua_isnil(L, A_METHOD)) {
+        const char *m = luaL_checkstring(L, A_METHOD);
+        size_t n = strlen(m);
+        if (n == 0 || n >= 16)
+            luaL_error(L, "ctx.http.request: method '%s' is not valid", m);
+        for (size_t i = 0; i < n; i++) {
+            if (!isalpha((unsigned char)m[i]))
+                luaL_error(L, "ctx.http.request: method '%s' is not valid", m);
+            method[i] = (char)toupper((unsigned char)m[i]);
+        }
+        method[n] = 0;
+    }
+    if (lua_type(L, A_URL) == LUA_TSTRING) {
+        lua_pushvalue(L, A_URL);
+    } else if (lua_type(L, A_PATH) == LUA_TSTRING) {
+        if (!pv->base_url)
+            luaL_error(L, "ctx.http.request: path given but the provider has no base_url");
+        push_joined_url(L, pv->base_url, lua_tostring(L, A_PATH));
+    } else {
+        luaL_error(L, "ctx.http.request: give url or path (a string)");
+    }
+    *timeout_ms = 0;
+    if (!lua_isnil(L, A_TIMEOUT)) {
+        if (!lua_isinteger(L, A_TIMEOUT) || lua_tointeger(L, A_TIMEOUT) <= 0 ||
+            lua_tointeger(L, A_TIMEOUT) > MAX_TIMEOUT_MS)
+            luaL_error(L, "ctx.http.request: timeout_ms must be an integer from 1 to %d", MAX_TIMEOUT_MS);
+        *timeout_ms = (long)lua_tointeger(L, A_TIMEOUT);
+    }
+    lua_newtable(L);   /* A_QLIST */
+    if (!lua_isnil(L, A_QUERY)) {
+        luaL_checktype(L, A_QUERY, LUA_TTABLE);
+        collect_query(L, A_QUERY, A_QLIST);
+    }
+    lua_newtable(L);   /* A_HLIST */
+    int has_ct = 0;
+    if (!lua_isnil(L, A_HEADERS)) {
+        luaL_checktype(L, A_HEADERS, LUA_TTABLE);
+        collect_headers(L, A_HEADERS, A_HLIST, &has_ct);
+    }
+    if (!lua_isnil(L, A_JSON) && !lua_isnil(L, A_BODY))
+        luaL_error(L, "ctx.http.request: give json or body, not both");
+    if (!lua_isnil(L, A_JSON)) {
+        lua_json_encode_push(L, A_JSON);
+        if (!has_ct) {
+            lua_pushliteral(L, "Content-Type: application/json");
+            lua_rawseti(L, A_HLIST, (lua_Integer)lua_rawlen(L, A_HLIST) + 1);
+        }
+    } else if (!lua_isnil(L, A_BODY)) {
+        luaL_checktype(L, A_BODY, LUA_TSTRING);
+        lua_pushvalue(L, A_BODY);
+    } else {
+        lua_pushnil(L);
+    }
+    /* A_BODY_TEXT is on top now */
+}
+
+static int l_request(lua_State *L)
+{
+    lua_ctx *c = lua_ctx_current(L, "ctx.http.request");
+    provider *pv = c->provider;
+    luaL_checktype(L, A_ARGS, LUA_TTABLE);
+    lua_settop(L, A_ARGS);
+    if (!lhost_can_wait(L))
+        return luaL_error(L, "ctx.http.request cannot wait here (inside a metamethod, an iterator, "
+                             "table.sort or string.gsub callback)");
+    char method[16];
+    long timeout_ms;
+    read_request(L, pv, method, &timeout_ms);
+
+    /* Phase 2: C resources; nothing below raises until they are freed. */
+    ferr err = {0};
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *final_url = NULL;
+    struct curl_slist *headers = NULL;
+    pending *p = NULL;
+    if (!u || curl_url_set(u, CURLUPART_URL, lua_tostring(L, A_FULL_URL), 0) != CURLUE_OK) {
+        ferr_set(&err, FERR_SCRIPT_ERROR, "ctx.http.request: '%s' is not a valid URL", lua_tostring(L, A_FULL_URL));
+        goto out;
+    }
+    for (lua_Integer i = 1, n = (lua_Integer)lua_rawlen(L, A_QLIST); i <= n; i++) {
+        lua_rawgeti(L, A_QLIST, i);   /* cannot raise: stack has room */
+        curl_url_set(u, CURLUPART_QUERY, lua_tostring(L, -1), CURLU_APPENDQUERY | CURLU_URLENCODE);
+        lua_pop(L, 1);
+    }
+    if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK && strcmp(scheme, "http") != 0 &&
+        strcmp(scheme, "https") != 0) {
+        ferr_set(&err, FERR_EGRESS_DENIED, "only http and https URLs may be requested, not %s", scheme);
+        goto out;
+    }
+    if (!scheme || curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_URL, &final_url, 0) != CURLUE_OK) {
+        ferr_set(&err, FERR_SCRIPT_ERROR, "ctx.http.request: '%s' is not a usable URL", lua_tostring(L, A_FULL_URL));
+        goto out;
+    }
+    for (char *q = host; *q; q++)
+        *q = (char)tolower((unsigned char)*q);
+    if (!provider_allows_host(pv, host)) {
+        ferr_set(&err, FERR_EGRESS_DENIED, "host '%s' is not declared in the provider's hosts", host);
+        goto out;
+    }
+    for (lua_Integer i = 1, n = (lua_Integer)lua_rawlen(L, A_HLIST); i <= n; i++) {
+        lua_rawgeti(L, A_HLIST, i);
+        headers = curl_slist_append(headers, lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    p = calloc(1, sizeof *p);
+    if (!p) {
+        ferr_set(&err, FERR_INTERNAL, "out of memory");
+        goto out;
+    }
+    p->task = lhost_running(lhost_from(L));
+    size_t body_len = 0;
+    const char *body = lua_tolstring(L, A_BODY_TEXT, &body_len);
+    hclient_request req = {
+        .method = method, .url = final_url, .headers = headers, .body = body, .body_len = body_len,
+        .timeout_ms = timeout_ms, .request_id = c->request_id, .label = pv->slug, .host = host,
+    };
+    headers = NULL;   /* the client owns them now, even when it fails */
+    if (hclient_start(c->svc->http, &req, on_done, p, &p->xfer, &err) < 0) {
+        free(p);
+        p = NULL;
+    }
+out:
+    curl_slist_free_all(headers);
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(final_url);
+    curl_url_cleanup(u);
+    if (err.code) {
+        lua_pushnil(L);
+        lua_ctx_push_error(L, err.code, err.message);
+        ferr_clear(&err);
+        return 2;
+    }
+    lhost_task_wait(p->task, on_cancel, p);
+    return lhost_suspend(L);
+}
+
+void lua_http_push(lua_State *L)
+{
+    static const luaL_Reg fns[] = {{"request", l_request}, {NULL, NULL}};
+    luaL_newlib(L, fns);
+}
