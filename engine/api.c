@@ -1,0 +1,119 @@
+/* api.c — the HTTP routes of API.md that exist so far: health, metrics,
+ * tool discovery and tool calls. Handlers parse and shape; the work is
+ * done by the modules behind them (calls, providers, metrics). */
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "jsonfmt.h"
+#include "app.h"
+#include "metrics.h"
+
+static void get_healthz(hreq *r, void *arg)
+{
+    (void)arg;
+    hreq_reply_json(r, 200, json_pack("{s:s, s:s}", "status", "ok", "version", FERRY_VERSION));
+}
+
+static void get_metrics(hreq *r, void *arg)
+{
+    app *a = arg;
+    providers_update_metrics(a->providers);
+    struct evbuffer *buf = evbuffer_new();
+    metrics_render(buf);
+    hreq_reply_evbuffer(r, 200, "text/plain; version=0.0.4; charset=utf-8", buf);
+    evbuffer_free(buf);
+}
+
+/* Tools the caller may call now. Providers that need credentials appear
+ * once a connection exists (connections arrive with the vault). */
+static void get_tools(hreq *r, void *arg)
+{
+    app *a = arg;
+    json_t *tools = json_array();
+    for (size_t i = 0; i < providers_count(a->providers); i++) {
+        provider *p = providers_at(a->providers, i);
+        if (strcmp(p->auth_type, "none") != 0)
+            continue;
+        for (size_t k = 0; k < p->ntools; k++) {
+            provider_tool *t = &p->tools[k];
+            json_t *item = json_pack("{s:s, s:s, s:O, s:s, s:s, s:n}", "name", t->full_name, "description",
+                                     t->description, "input_schema", t->input, "access",
+                                     t->is_write ? "write" : "read", "integration", p->slug, "connection_id");
+            if (t->output)
+                json_object_set(item, "output_schema", t->output);
+            json_array_append_new(tools, item);
+        }
+    }
+    hreq_reply_json(r, 200, json_pack("{s:o}", "tools", tools));
+}
+
+static void reply_call(void *arg, const call_result *res)
+{
+    hreq *r = arg;
+    if (res->err) {
+        hreq_reply_error(r, res->err);
+        return;
+    }
+    /* content: the result as agents' tool-use APIs want it, text. */
+    json_t *content;
+    if (json_is_string(res->result)) {
+        content = json_pack("[{s:s, s:O}]", "type", "text", "text", res->result);
+    } else {
+        char *text = json_dumps(res->result, JSON_TEXT);
+        content = json_pack("[{s:s, s:s}]", "type", "text", "text", text ? text : "null");
+        free(text);
+    }
+    hreq_reply_json(r, 200, json_pack("{s:O, s:o, s:f}", "result", res->result, "content", content, "duration_ms",
+                                      res->duration_ms));
+}
+
+static void post_tools_call(hreq *r, void *arg)
+{
+    app *a = arg;
+    json_t *body = hreq_json(r);
+    ferr e = {0};
+    if (!json_is_object(body)) {
+        ferr_set(&e, FERR_BAD_REQUEST, "the body must be a JSON object {name, arguments, connection_id?}");
+        goto fail;
+    }
+    json_t *name = json_object_get(body, "name");
+    json_t *args = json_object_get(body, "arguments");
+    json_t *conn = json_object_get(body, "connection_id");
+    if (!json_is_string(name)) {
+        ferr_set(&e, FERR_BAD_REQUEST, "name must be a string: the tool to call");
+        goto fail;
+    }
+    if (json_is_null(args))
+        args = NULL;
+    if (args && !json_is_object(args)) {
+        ferr_set(&e, FERR_INVALID_ARGUMENTS, "arguments must be a JSON object");
+        ferr_detail(&e, "path", json_string("$"));
+        goto fail;
+    }
+    if (conn && !json_is_null(conn) && !json_is_string(conn)) {
+        ferr_set(&e, FERR_BAD_REQUEST, "connection_id must be a string");
+        goto fail;
+    }
+    call_request req = {
+        .tool = json_string_value(name),
+        .arguments = args,
+        .connection_id = json_is_string(conn) ? json_string_value(conn) : NULL,
+        .who = hreq_principal(r),
+        .request_id = hreq_request_id(r),
+    };
+    if (calls_start(a->calls, &req, reply_call, r, &e) == 0)
+        return;
+fail:
+    hreq_reply_error(r, &e);
+    ferr_clear(&e);
+}
+
+void api_register(hserver *hs)
+{
+    hserver_route(hs, "GET", "/healthz", "healthz", 0, get_healthz);
+    hserver_route(hs, "GET", "/metrics", "metrics", ROUTE_LOOPBACK, get_metrics);
+    hserver_route(hs, "GET", "/v1/tools", "tools", ROUTE_AUTH, get_tools);
+    hserver_route(hs, "POST", "/v1/tools/call", "tools_call", ROUTE_AUTH | ROUTE_JSON, post_tools_call);
+}

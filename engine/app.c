@@ -1,0 +1,195 @@
+#include "app.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "log.h"
+#include "metrics.h"
+
+#define DEFAULT_DRAIN_MS 10000u
+#define DRAIN_POLL_MS 20
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Thousands of calls in flight need thousands of sockets each way. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int app_open(app *a, const app_config *cfg, ferr *err)
+{
+    memset(a, 0, sizeof *a);
+    a->cfg = *cfg;
+    if (!a->cfg.data_dir)
+        a->cfg.data_dir = "./ferry-data";
+    if (!a->cfg.listen)
+        a->cfg.listen = "127.0.0.1:8700";
+    if (!a->cfg.drain_timeout_ms)
+        a->cfg.drain_timeout_ms = DEFAULT_DRAIN_MS;
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+
+    a->base = event_base_new();
+    if (!a->base)
+        return ferr_set(err, FERR_INTERNAL, "cannot create the event loop");
+    if (store_open(a->cfg.data_dir, &a->db, NULL, NULL, err) < 0)
+        return -1;
+    providers_options po = {
+        .dirs = a->cfg.provider_dirs,
+        .base_urls = a->cfg.base_urls,
+        .limits = {.memory_bytes = a->cfg.script_memory, .cpu_ms = a->cfg.script_cpu_ms},
+    };
+    lhost_set_module_dirs(a->cfg.provider_dirs);
+    if (providers_load(&po, &a->providers, err) < 0)
+        return -1;
+    hclient_config hc = {.max_response_bytes = a->cfg.max_response, .ca_file = a->cfg.ca_file};
+    a->http = hclient_new(a->base, &hc);
+    a->log = calllog_new(a->db, a->base);
+    if (!a->http || !a->log)
+        return ferr_set(err, FERR_INTERNAL, "out of memory");
+    calls_config cc = {
+        .providers = a->providers,
+        .svc = {.http = a->http, .db = a->db},
+        .log = a->log,
+        .max_in_flight = a->cfg.max_in_flight,
+    };
+    a->calls = calls_new(&cc);
+    if (!a->calls)
+        return ferr_set(err, FERR_INTERNAL, "out of memory");
+    return 0;
+}
+
+static void finish_drain(app *a, int forced)
+{
+    if (forced && calls_in_flight(a->calls)) {
+        log_line *l = log_begin(LOG_WARN, "drain timed out; ending calls still running");
+        log_int(l, "calls", (long long)calls_in_flight(a->calls));
+        log_end(l);
+        calls_abort_all(a->calls, FERR_INTERNAL, "ferry is shutting down");
+    }
+    event_base_loopbreak(a->base);
+}
+
+static void on_drain_tick(evutil_socket_t fd, short events, void *arg)
+{
+    (void)fd;
+    (void)events;
+    app *a = arg;
+    if (calls_in_flight(a->calls) == 0 && hserver_open_requests(a->server) == 0) {
+        finish_drain(a, 0);
+        return;
+    }
+    if (now_ms() >= a->drain_deadline_ms) {
+        finish_drain(a, 1);
+        return;
+    }
+    struct timeval tv = {0, DRAIN_POLL_MS * 1000};
+    evtimer_add(a->drain_timer, &tv);
+}
+
+static void on_signal(evutil_socket_t sig, short events, void *arg)
+{
+    (void)events;
+    app *a = arg;
+    if (a->draining) {
+        /* A second signal: stop now. */
+        finish_drain(a, 1);
+        return;
+    }
+    a->draining = 1;
+    log_line *l = log_begin(LOG_INFO, "draining");
+    log_str(l, "signal", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    log_int(l, "calls_in_flight", (long long)calls_in_flight(a->calls));
+    log_int(l, "timeout_ms", a->cfg.drain_timeout_ms);
+    log_end(l);
+    hserver_drain(a->server);
+    a->drain_deadline_ms = now_ms() + a->cfg.drain_timeout_ms;
+    on_drain_tick(-1, 0, a);
+}
+
+int app_serve(app *a, ferr *err)
+{
+    hserver_config hc = {.listen = a->cfg.listen, .max_body = a->cfg.max_body,
+                         .metrics_public = a->cfg.metrics_public};
+    a->server = hserver_new(a->base, a->db, &hc, a, err);
+    if (!a->server)
+        return -1;
+    api_register(a->server);
+    a->sigint = evsignal_new(a->base, SIGINT, on_signal, a);
+    a->sigterm = evsignal_new(a->base, SIGTERM, on_signal, a);
+    a->drain_timer = evtimer_new(a->base, on_drain_tick, a);
+    evsignal_add(a->sigint, NULL);
+    evsignal_add(a->sigterm, NULL);
+
+    size_t ntools = 0;
+    for (size_t i = 0; i < providers_count(a->providers); i++)
+        ntools += providers_at(a->providers, i)->ntools;
+    log_line *l = log_begin(LOG_INFO, "listening");
+    log_str(l, "addr", hserver_address(a->server));
+    log_str(l, "version", FERRY_VERSION);
+    log_str(l, "data", a->cfg.data_dir);
+    log_int(l, "providers", (long long)providers_count(a->providers));
+    log_int(l, "providers_skipped", (long long)json_array_size(providers_broken(a->providers)));
+    log_int(l, "tools", (long long)ntools);
+    log_end(l);
+
+    event_base_dispatch(a->base);
+    log_msg(LOG_INFO, "stopped");
+    return 0;
+}
+
+static void on_check_done(evutil_socket_t fd, short events, void *arg)
+{
+    (void)fd;
+    (void)events;
+    (void)arg;
+}
+
+void app_run_until(app *a, const int *done)
+{
+    /* A periodic no-op timer makes the loop come back often enough to
+     * notice *done without busy-waiting. */
+    struct event *tick = event_new(a->base, -1, EV_PERSIST, on_check_done, NULL);
+    struct timeval tv = {0, 10000};
+    event_add(tick, &tv);
+    while (!*done)
+        event_base_loop(a->base, EVLOOP_ONCE);
+    event_free(tick);
+}
+
+void app_close(app *a)
+{
+    if (a->sigint)
+        event_free(a->sigint);
+    if (a->sigterm)
+        event_free(a->sigterm);
+    if (a->drain_timer)
+        event_free(a->drain_timer);
+    hserver_free(a->server);
+    calls_free(a->calls);
+    calllog_free(a->log);
+    hclient_free(a->http);
+    providers_free(a->providers);
+    store_close(a->db);
+    if (a->base)
+        event_base_free(a->base);
+    metrics_reset();
+    curl_global_cleanup();
+    memset(a, 0, sizeof *a);
+}

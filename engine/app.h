@@ -1,0 +1,57 @@
+/* app — one running ferry: the event loop and every service on it (store,
+ * providers, HTTP client, calls, HTTP server), assembled from a config.
+ * `serve` and the CLI commands that run tools in-process share it. */
+#ifndef FERRY_APP_H
+#define FERRY_APP_H
+
+#include <event2/event.h>
+
+#include "calllog.h"
+#include "calls.h"
+#include "hclient.h"
+#include "hserver.h"
+#include "providers.h"
+#include "store.h"
+
+typedef struct app_config {
+    const char *data_dir;              /* default ./ferry-data */
+    const char *listen;                /* default 127.0.0.1:8700 */
+    const char **provider_dirs;        /* NULL-terminated, may be NULL */
+    const char **base_urls;            /* "slug=URL", NULL-terminated, may be NULL */
+    size_t max_body;                   /* request bodies; 0 → 1 MiB */
+    size_t max_response;               /* upstream responses; 0 → 32 MiB */
+    unsigned script_cpu_ms;            /* per call; 0 → 1000 */
+    size_t script_memory;              /* per provider state; 0 → 64 MiB */
+    unsigned drain_timeout_ms;         /* 0 → 10000 */
+    size_t max_in_flight;              /* 0 → 20000 */
+    const char *ca_file;               /* extra CA bundle for upstreams */
+    int metrics_public;
+} app_config;
+
+typedef struct app {
+    app_config cfg;
+    struct event_base *base;
+    store *db;
+    providers *providers;
+    hclient *http;
+    calllog *log;
+    calls *calls;
+    hserver *server;                   /* only when serving */
+    struct event *sigint, *sigterm, *drain_timer;
+    int draining;
+    double drain_deadline_ms;
+} app;
+
+/* Opens everything but the HTTP server. */
+int app_open(app *a, const app_config *cfg, ferr *err);
+/* Starts the HTTP server and runs until a signal drains it. */
+int app_serve(app *a, ferr *err);
+void app_close(app *a);
+
+/* Runs the loop until `*done` becomes non-zero (CLI use). */
+void app_run_until(app *a, const int *done);
+
+/* Registers the HTTP routes (api.c). */
+void api_register(hserver *hs);
+
+#endif

@@ -1,0 +1,299 @@
+#include "calls.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include <lauxlib.h>
+
+#include "log.h"
+#include "lua_json.h"
+#include "metrics.h"
+#include "schema.h"
+#include "jsonfmt.h"
+
+#define DEFAULT_MAX_IN_FLIGHT 20000
+
+typedef struct call call;
+
+struct calls {
+    calls_config cfg;
+    call *running;        /* doubly linked */
+    size_t nrunning;
+};
+
+struct call {
+    calls *cs;
+    call *prev, *next;
+    provider_tool *tool;
+    lua_ctx lctx;
+    lhost_task *task;
+    principal who;
+    int has_who;
+    char request_id[17];
+    char *connection_id;
+    json_t *arguments;
+    call_done_fn done;
+    void *done_arg;
+    struct timespec started;
+};
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+calls *calls_new(const calls_config *cfg)
+{
+    calls *cs = calloc(1, sizeof *cs);
+    if (!cs)
+        return NULL;
+    cs->cfg = *cfg;
+    if (!cs->cfg.max_in_flight)
+        cs->cfg.max_in_flight = DEFAULT_MAX_IN_FLIGHT;
+    return cs;
+}
+
+size_t calls_in_flight(const calls *cs) { return cs->nrunning; }
+
+static void unlink_call(call *c)
+{
+    calls *cs = c->cs;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        cs->running = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    cs->nrunning--;
+    metrics_add(METRIC_CALLS_IN_FLIGHT, -1, NULL, NULL);
+}
+
+/* Accounts for the call, reports it, frees it. */
+static void finish(call *c, json_t *result, ferr *err)
+{
+    calls *cs = c->cs;
+    double ms = ms_since(&c->started);
+    unlink_call(c);
+    const char *outcome = err && err->code ? ferr_code_name(err->code) : "ok";
+    metrics_add(METRIC_TOOL_CALLS, 1, c->tool->full_name, outcome);
+    metrics_observe(METRIC_TOOL_CALL_SECONDS, ms / 1e3, c->tool->full_name);
+
+    log_line *l = log_begin(err && err->code ? LOG_WARN : LOG_INFO, "tool call");
+    log_str(l, "request_id", c->request_id[0] ? c->request_id : NULL);
+    log_str(l, "tool", c->tool->full_name);
+    log_str(l, "outcome", outcome);
+    log_num(l, "duration_ms", ms);
+    if (err && err->code)
+        log_str(l, "error", err->message);
+    log_end(l);
+
+    if (cs->cfg.log) {
+        json_t *redacted = schema_redact(c->tool->input_schema, c->arguments);
+        char *args = redacted ? json_dumps(redacted, JSON_TEXT) : NULL;
+        json_decref(redacted);
+        call_record row = {
+            .ts_ms = wall_ms(),
+            .request_id = c->request_id[0] ? c->request_id : NULL,
+            .user_id = c->has_who ? c->who.user_id : 0,
+            .team_id = c->has_who ? c->who.team_id : 0,
+            .tool = c->tool->full_name,
+            .connection_id = c->connection_id,
+            .outcome = outcome,
+            .http_status = err && err->code ? ferr_status(err) : 200,
+            .duration_ms = ms,
+            .arguments = args,
+            .error_message = err && err->code ? err->message : NULL,
+        };
+        calllog_append(cs->cfg.log, &row);
+        free(args);
+    }
+
+    call_result r = {.tool = c->tool->full_name, .result = result, .err = err && err->code ? err : NULL,
+                     .duration_ms = ms};
+    c->done(c->done_arg, &r);
+    json_decref(c->arguments);
+    free(c->connection_id);
+    free(c);
+}
+
+/* `return nil, err` from a tool: a string or {code=, message=, ...}. */
+static void error_from_value(lua_State *L, int idx, ferr *e)
+{
+    if (lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER) {
+        ferr_set(e, FERR_UPSTREAM_ERROR, "%s", lua_tostring(L, idx));
+        return;
+    }
+    if (lua_type(L, idx) != LUA_TTABLE) {
+        ferr_set(e, FERR_SCRIPT_ERROR, "the tool returned an error of type %s", luaL_typename(L, idx));
+        return;
+    }
+    const char *code = NULL, *message = NULL;
+    json_t *details = json_object();
+    if (!lua_checkstack(L, 3)) {
+        ferr_set(e, FERR_SCRIPT_ERROR, "the tool returned an error");
+        json_decref(details);
+        return;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            const char *k = lua_tostring(L, -2);
+            if (strcmp(k, "code") == 0 && lua_type(L, -1) == LUA_TSTRING)
+                code = lua_tostring(L, -1);   /* anchored by the table */
+            else if (strcmp(k, "message") == 0 && lua_type(L, -1) == LUA_TSTRING)
+                message = lua_tostring(L, -1);
+            else {
+                ferr ignore = {0};
+                json_t *v = lua_json_from(L, -1, &ignore);
+                ferr_clear(&ignore);
+                if (v)
+                    json_object_set_new(details, k, v);
+            }
+        }
+        lua_pop(L, 1);
+    }
+    ferr_code c = ferr_code_from_name(code);
+    if (code && !c)
+        json_object_set_new(details, "code", json_string(code));
+    ferr_set(e, c ? c : FERR_UPSTREAM_ERROR, "%s", message ? message : code ? code : "the tool failed");
+    if (json_object_size(details))
+        e->details = details;
+    else
+        json_decref(details);
+}
+
+static void on_task_done(lhost_task *t, lua_State *L, int nres, ferr *err, void *arg)
+{
+    (void)t;
+    call *c = arg;
+    ferr e = {0};
+    json_t *result = NULL;
+    if (err) {
+        ferr_move(&e, err);
+    } else {
+        int base = lua_gettop(L) - nres + 1;
+        if (nres >= 1 && !lua_isnil(L, base))
+            result = lua_json_from(L, base, &e);
+        else if (nres >= 2 && !lua_isnil(L, base + 1))
+            error_from_value(L, base + 1, &e);
+        else
+            result = json_null();
+    }
+    finish(c, result, &e);
+    json_decref(result);
+    ferr_clear(&e);
+}
+
+static int push_ctx_and_args(lua_State *L, void *ud)
+{
+    call *c = ud;
+    lua_ctx_push(L, &c->lctx);
+    lua_json_push(L, c->arguments);
+    return 2;
+}
+
+int calls_start(calls *cs, const call_request *req, call_done_fn done, void *arg, ferr *err)
+{
+    provider_tool *tool = providers_find_tool(cs->cfg.providers, req->tool ? req->tool : "");
+    if (!tool) {
+        ferr_set(err, FERR_UNKNOWN_TOOL, "there is no tool named '%s'", req->tool ? req->tool : "");
+        ferr_detail(err, "name", json_string(req->tool ? req->tool : ""));
+        return -1;
+    }
+    provider *pv = tool->p;
+    if (strcmp(pv->auth_type, "none") != 0 && !req->connection_id) {
+        ferr_set(err, FERR_FORBIDDEN, "%s needs a connection (auth %s); connect it first", pv->slug, pv->auth_type);
+        return -1;
+    }
+    json_t *args = req->arguments ? req->arguments : json_object();
+    if (req->arguments)
+        json_incref(args);
+    if (!json_is_object(args)) {
+        json_decref(args);
+        ferr_set(err, FERR_INVALID_ARGUMENTS, "arguments must be a JSON object");
+        ferr_detail(err, "path", json_string("$"));
+        return -1;
+    }
+    schema_error se;
+    if (schema_validate(tool->input_schema, args, &se) < 0) {
+        json_decref(args);
+        ferr_set(err, FERR_INVALID_ARGUMENTS, "%s: %s", se.path, se.message);
+        ferr_detail(err, "path", json_string(se.path));
+        ferr_detail(err, "reason", json_string(se.message));
+        return -1;
+    }
+    if (cs->nrunning >= cs->cfg.max_in_flight) {
+        json_decref(args);
+        ferr_set(err, FERR_RATE_LIMITED, "too many tool calls in flight (%zu); retry shortly", cs->nrunning);
+        ferr_detail(err, "retry_after", json_integer(1));
+        return -1;
+    }
+
+    call *c = calloc(1, sizeof *c);
+    if (!c) {
+        json_decref(args);
+        return ferr_set(err, FERR_INTERNAL, "out of memory");
+    }
+    c->cs = cs;
+    c->tool = tool;
+    c->arguments = args;
+    c->done = done;
+    c->done_arg = arg;
+    snprintf(c->request_id, sizeof c->request_id, "%s", req->request_id ? req->request_id : "");
+    c->connection_id = req->connection_id ? strdup(req->connection_id) : NULL;
+    if (req->who) {
+        c->who = *req->who;
+        c->has_who = 1;
+    }
+    c->lctx = (lua_ctx){
+        .svc = &cs->cfg.svc, .provider = pv, .request_id = c->request_id, .tool = tool->full_name,
+        .connection_id = c->connection_id, .who = c->has_who ? &c->who : NULL,
+    };
+    clock_gettime(CLOCK_MONOTONIC, &c->started);
+    c->next = cs->running;
+    if (cs->running)
+        cs->running->prev = c;
+    cs->running = c;
+    cs->nrunning++;
+    metrics_add(METRIC_CALLS_IN_FLIGHT, 1, NULL, NULL);
+
+    ferr start_err = {0};
+    if (lhost_task_start(pv->host, tool->run_ref, push_ctx_and_args, c, on_task_done, c, &c->lctx,
+                         c->request_id, tool->full_name, &c->task, &start_err) < 0) {
+        /* It never ran; still a call that happened and failed. */
+        finish(c, NULL, &start_err);
+        ferr_clear(&start_err);
+    }
+    return 0;
+}
+
+void calls_abort_all(calls *cs, ferr_code code, const char *message)
+{
+    while (cs->running) {
+        call *c = cs->running;
+        lhost_task_abort(c->task);
+        ferr e = {0};
+        ferr_set(&e, code, "%s", message);
+        finish(c, NULL, &e);
+        ferr_clear(&e);
+    }
+}
+
+void calls_free(calls *cs)
+{
+    if (!cs)
+        return;
+    calls_abort_all(cs, FERR_INTERNAL, "ferry is shutting down");
+    free(cs);
+}

@@ -1,0 +1,586 @@
+/* main.c — the ferry command line (API.md): serve, keys, providers, tool,
+ * migrate. Exit status: 0 success, 1 a user error (message on stderr),
+ * 2 usage. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+#include "keys.h"
+#include "log.h"
+#include "provider.h"
+
+#define EXIT_USER 1
+#define EXIT_USAGE 2
+#define MAX_LIST 64
+
+typedef struct list {
+    const char *items[MAX_LIST + 1];
+    int n;
+} list;
+
+static int list_add(list *l, const char *v)
+{
+    if (l->n == MAX_LIST) {
+        fprintf(stderr, "ferry: too many repeated options\n");
+        return -1;
+    }
+    l->items[l->n++] = v;
+    l->items[l->n] = NULL;
+    return 0;
+}
+
+static int user_error(const ferr *e)
+{
+    fprintf(stderr, "ferry: %s\n", e->message);
+    return EXIT_USER;
+}
+
+/* Options every command that opens the engine understands. */
+typedef struct common {
+    app_config cfg;
+    list providers;
+    list base_urls;
+    const char *log_level;
+} common;
+
+enum {
+    OPT_DATA = 1000, OPT_PROVIDERS, OPT_BASE_URL, OPT_LOG_LEVEL, OPT_LISTEN, OPT_MAX_BODY, OPT_MAX_RESPONSE,
+    OPT_CPU, OPT_MEMORY, OPT_DRAIN, OPT_MAX_IN_FLIGHT, OPT_CA_FILE, OPT_METRICS_PUBLIC, OPT_USER, OPT_TEAM,
+    OPT_ROLE, OPT_CONNECTION, OPT_HELP
+};
+
+#define COMMON_OPTIONS                                                                               \
+    {"data", required_argument, 0, OPT_DATA}, {"providers", required_argument, 0, OPT_PROVIDERS},    \
+        {"base-url", required_argument, 0, OPT_BASE_URL},                                            \
+        {"log-level", required_argument, 0, OPT_LOG_LEVEL},                                          \
+        {"script-cpu-ms", required_argument, 0, OPT_CPU},                                            \
+        {"script-memory-mb", required_argument, 0, OPT_MEMORY},                                      \
+        {"max-response-mb", required_argument, 0, OPT_MAX_RESPONSE},                                 \
+        {"ca-file", required_argument, 0, OPT_CA_FILE}, {"help", no_argument, 0, OPT_HELP}
+
+static const char common_help[] =
+    "  --data DIR              data folder (default ./ferry-data)\n"
+    "  --providers DIR         also load every *.lua in DIR (repeatable)\n"
+    "  --base-url SLUG=URL     point a provider at another base URL (repeatable)\n"
+    "  --script-cpu-ms N       CPU limit per script call (default 1000)\n"
+    "  --script-memory-mb N    memory limit per provider state (default 64)\n"
+    "  --max-response-mb N     largest upstream response accepted (default 32)\n"
+    "  --ca-file FILE          extra CA certificates for upstreams\n"
+    "  --log-level LEVEL       debug, info, warn or error\n";
+
+static long parse_positive(const char *s, const char *what)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == 0 || *end || v <= 0) {
+        fprintf(stderr, "ferry: %s must be a positive integer, not '%s'\n", what, s);
+        return -1;
+    }
+    return v;
+}
+
+/* 1 handled, 0 not a common option, -1 bad value. */
+static int common_option(common *c, int opt, const char *arg)
+{
+    long v;
+    switch (opt) {
+    case OPT_DATA: c->cfg.data_dir = arg; return 1;
+    case OPT_PROVIDERS: return list_add(&c->providers, arg) < 0 ? -1 : 1;
+    case OPT_BASE_URL: return list_add(&c->base_urls, arg) < 0 ? -1 : 1;
+    case OPT_LOG_LEVEL: c->log_level = arg; return 1;
+    case OPT_CA_FILE: c->cfg.ca_file = arg; return 1;
+    case OPT_CPU:
+        if ((v = parse_positive(arg, "--script-cpu-ms")) < 0)
+            return -1;
+        c->cfg.script_cpu_ms = (unsigned)v;
+        return 1;
+    case OPT_MEMORY:
+        if ((v = parse_positive(arg, "--script-memory-mb")) < 0)
+            return -1;
+        c->cfg.script_memory = (size_t)v << 20;
+        return 1;
+    case OPT_MAX_RESPONSE:
+        if ((v = parse_positive(arg, "--max-response-mb")) < 0)
+            return -1;
+        c->cfg.max_response = (size_t)v << 20;
+        return 1;
+    }
+    return 0;
+}
+
+static int common_finish(common *c, const char *default_level)
+{
+    log_level level;
+    const char *name = c->log_level ? c->log_level : default_level;
+    if (log_parse_level(name, &level) < 0) {
+        fprintf(stderr, "ferry: unknown log level '%s'\n", name);
+        return -1;
+    }
+    log_set_level(level);
+    c->cfg.provider_dirs = c->providers.n ? c->providers.items : NULL;
+    c->cfg.base_urls = c->base_urls.n ? c->base_urls.items : NULL;
+    return 0;
+}
+
+/* ---- serve ---- */
+
+static const char serve_help[] =
+    "usage: ferry serve [options]\n"
+    "Serve the HTTP API until SIGINT or SIGTERM (which drain calls in flight).\n"
+    "  --listen HOST:PORT      default 127.0.0.1:8700 (port 0 picks a free one)\n"
+    "  --max-body BYTES        largest request body (default 1048576)\n"
+    "  --drain-timeout-ms N    how long calls may finish at shutdown (default 10000)\n"
+    "  --max-in-flight N       concurrent tool calls before 429 (default 20000)\n"
+    "  --metrics-public        serve /metrics to non-loopback clients\n";
+
+static int cmd_serve(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        COMMON_OPTIONS,
+        {"listen", required_argument, 0, OPT_LISTEN},
+        {"max-body", required_argument, 0, OPT_MAX_BODY},
+        {"drain-timeout-ms", required_argument, 0, OPT_DRAIN},
+        {"max-in-flight", required_argument, 0, OPT_MAX_IN_FLIGHT},
+        {"metrics-public", no_argument, 0, OPT_METRICS_PUBLIC},
+        {0, 0, 0, 0}};
+    common c = {0};
+    int opt;
+    long v;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        int handled = common_option(&c, opt, optarg);
+        if (handled < 0)
+            return EXIT_USAGE;
+        if (handled)
+            continue;
+        switch (opt) {
+        case OPT_LISTEN: c.cfg.listen = optarg; break;
+        case OPT_MAX_BODY:
+            if ((v = parse_positive(optarg, "--max-body")) < 0)
+                return EXIT_USAGE;
+            c.cfg.max_body = (size_t)v;
+            break;
+        case OPT_DRAIN:
+            if ((v = parse_positive(optarg, "--drain-timeout-ms")) < 0)
+                return EXIT_USAGE;
+            c.cfg.drain_timeout_ms = (unsigned)v;
+            break;
+        case OPT_MAX_IN_FLIGHT:
+            if ((v = parse_positive(optarg, "--max-in-flight")) < 0)
+                return EXIT_USAGE;
+            c.cfg.max_in_flight = (size_t)v;
+            break;
+        case OPT_METRICS_PUBLIC: c.cfg.metrics_public = 1; break;
+        case OPT_HELP: printf("%s%s", serve_help, common_help); return 0;
+        default: fprintf(stderr, "%s", serve_help); return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "ferry serve: unexpected argument '%s'\n%s", argv[optind], serve_help);
+        return EXIT_USAGE;
+    }
+    if (common_finish(&c, "info") < 0)
+        return EXIT_USAGE;
+    app a;
+    ferr e = {0};
+    int rc = 0;
+    if (app_open(&a, &c.cfg, &e) < 0 || app_serve(&a, &e) < 0)
+        rc = user_error(&e);
+    app_close(&a);
+    ferr_clear(&e);
+    return rc;
+}
+
+/* ---- keys ---- */
+
+static const char keys_help[] =
+    "usage: ferry keys create --user NAME --team NAME [--role member|admin] [--data DIR]\n"
+    "       ferry keys revoke KEY_ID [--data DIR]\n"
+    "create prints the new API key once; only its hash is stored.\n";
+
+static int valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return 0;
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20)
+            return 0;
+    return 1;
+}
+
+static int cmd_keys(int argc, char **argv)
+{
+    static const struct option opts[] = {{"user", required_argument, 0, OPT_USER},
+                                         {"team", required_argument, 0, OPT_TEAM},
+                                         {"role", required_argument, 0, OPT_ROLE},
+                                         {"data", required_argument, 0, OPT_DATA},
+                                         {"help", no_argument, 0, OPT_HELP},
+                                         {0, 0, 0, 0}};
+    const char *user = NULL, *team = NULL, *role = NULL, *data = "./ferry-data";
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (opt) {
+        case OPT_USER: user = optarg; break;
+        case OPT_TEAM: team = optarg; break;
+        case OPT_ROLE: role = optarg; break;
+        case OPT_DATA: data = optarg; break;
+        case OPT_HELP: printf("%s", keys_help); return 0;
+        default: fprintf(stderr, "%s", keys_help); return EXIT_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        fprintf(stderr, "%s", keys_help);
+        return EXIT_USAGE;
+    }
+    const char *sub = argv[optind];
+    log_set_level(LOG_WARN);
+    store *db = NULL;
+    ferr e = {0};
+    int rc = 0;
+    if (strcmp(sub, "create") == 0) {
+        if (!user || !team || optind + 1 != argc) {
+            fprintf(stderr, "%s", keys_help);
+            return EXIT_USAGE;
+        }
+        if (role && strcmp(role, "member") != 0 && strcmp(role, "admin") != 0) {
+            fprintf(stderr, "ferry keys create: --role must be member or admin\n");
+            return EXIT_USAGE;
+        }
+        if (!valid_name(user) || !valid_name(team)) {
+            fprintf(stderr, "ferry keys create: names must be 1 to 64 printable characters\n");
+            return EXIT_USAGE;
+        }
+        char key[KEYS_MAX_LEN];
+        principal who;
+        if (store_open(data, &db, NULL, NULL, &e) < 0 || keys_create(db, user, team, role, key, &who, &e) < 0) {
+            rc = user_error(&e);
+        } else {
+            printf("%s\n", key);
+            fprintf(stderr, "key %s for %s in team %s (%s); store it now, it is not shown again\n", who.key_id,
+                    who.user, who.team, who.is_admin ? "admin" : "member");
+        }
+        memset(key, 0, sizeof key);
+    } else if (strcmp(sub, "revoke") == 0) {
+        if (optind + 2 != argc) {
+            fprintf(stderr, "%s", keys_help);
+            return EXIT_USAGE;
+        }
+        if (store_open(data, &db, NULL, NULL, &e) < 0 || store_key_revoke(db, argv[optind + 1], &e) < 0)
+            rc = user_error(&e);
+        else
+            fprintf(stderr, "revoked %s\n", argv[optind + 1]);
+    } else {
+        fprintf(stderr, "%s", keys_help);
+        return EXIT_USAGE;
+    }
+    store_close(db);
+    ferr_clear(&e);
+    return rc;
+}
+
+/* ---- providers ---- */
+
+static const char providers_help[] =
+    "usage: ferry providers list [--providers DIR]...\n"
+    "       ferry providers check FILE.lua...\n"
+    "check loads each file in the sandbox, validates it against the provider\n"
+    "contract and prints every problem; exit 1 when any file has one.\n";
+
+static char *read_all(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (buf) {
+        buf[n] = 0;
+        *len = (size_t)n;
+    }
+    return buf;
+}
+
+static int providers_check(int argc, char **argv, common *c)
+{
+    int bad = 0;
+    lhost_limits limits = {.memory_bytes = c->cfg.script_memory, .cpu_ms = c->cfg.script_cpu_ms};
+    for (int i = 0; i < argc; i++) {
+        size_t len;
+        char *src = read_all(argv[i], &len);
+        if (!src) {
+            printf("%s: cannot read the file\n", argv[i]);
+            bad = 1;
+            continue;
+        }
+        json_t *problems = json_array();
+        provider *p = NULL;
+        if (provider_load(argv[i], src, len, &limits, &p, problems) == 0) {
+            printf("%s: ok: %s, %zu tool%s, %zu sync%s\n", argv[i], p->slug, p->ntools, p->ntools == 1 ? "" : "s",
+                   p->nsyncs, p->nsyncs == 1 ? "" : "s");
+        } else {
+            bad = 1;
+            size_t k;
+            json_t *msg;
+            json_array_foreach(problems, k, msg) printf("%s: %s\n", argv[i], json_string_value(msg));
+        }
+        provider_free(p);
+        json_decref(problems);
+        free(src);
+    }
+    return bad ? EXIT_USER : 0;
+}
+
+static int providers_list(common *c)
+{
+    lhost_limits limits = {.memory_bytes = c->cfg.script_memory, .cpu_ms = c->cfg.script_cpu_ms};
+    providers_options po = {.dirs = c->cfg.provider_dirs, .base_urls = c->cfg.base_urls, .limits = limits};
+    lhost_set_module_dirs(c->cfg.provider_dirs);
+    providers *ps = NULL;
+    ferr e = {0};
+    int rc = 0;
+    if (providers_load(&po, &ps, &e) < 0) {
+        rc = user_error(&e);
+    } else {
+        for (size_t i = 0; i < providers_count(ps); i++) {
+            provider *p = providers_at(ps, i);
+            printf("%-24s %-20s %-8s %3zu tools  %s\n", p->slug, p->category, p->auth_type, p->ntools, p->source);
+        }
+        size_t k;
+        json_t *b;
+        json_array_foreach(providers_broken(ps), k, b) {
+            printf("%-24s %s (%zu problems; run ferry providers check)\n", "(skipped)",
+                   json_string_value(json_object_get(b, "source")),
+                   json_array_size(json_object_get(b, "problems")));
+        }
+    }
+    providers_free(ps);
+    ferr_clear(&e);
+    return rc;
+}
+
+static int cmd_providers(int argc, char **argv)
+{
+    static const struct option opts[] = {COMMON_OPTIONS, {0, 0, 0, 0}};
+    common c = {0};
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        int handled = common_option(&c, opt, optarg);
+        if (handled < 0)
+            return EXIT_USAGE;
+        if (!handled && opt == OPT_HELP) {
+            printf("%s%s", providers_help, common_help);
+            return 0;
+        }
+        if (!handled) {
+            fprintf(stderr, "%s", providers_help);
+            return EXIT_USAGE;
+        }
+    }
+    if (common_finish(&c, "error") < 0 || optind >= argc) {
+        fprintf(stderr, "%s", providers_help);
+        return EXIT_USAGE;
+    }
+    const char *sub = argv[optind];
+    if (strcmp(sub, "list") == 0 && optind + 1 == argc)
+        return providers_list(&c);
+    if (strcmp(sub, "check") == 0 && optind + 1 < argc)
+        return providers_check(argc - optind - 1, argv + optind + 1, &c);
+    fprintf(stderr, "%s", providers_help);
+    return EXIT_USAGE;
+}
+
+/* ---- tool call ---- */
+
+static const char tool_help[] =
+    "usage: ferry tool call NAME 'JSON' [--connection ID] [--user NAME --team NAME] [options]\n"
+    "Runs one tool in this process and prints its JSON result; on failure prints\n"
+    "the error JSON and exits 1.\n";
+
+typedef struct cli_call {
+    int done;
+    int ok;
+    json_t *out;
+} cli_call;
+
+static void on_cli_call_done(void *arg, const call_result *r)
+{
+    cli_call *cc = arg;
+    cc->done = 1;
+    cc->ok = r->err == NULL;
+    cc->out = r->err ? ferr_to_json(r->err)
+                     : json_pack("{s:O, s:f}", "result", r->result, "duration_ms", r->duration_ms);
+}
+
+static int print_json(json_t *v)
+{
+    char *s = json_dumps(v, JSON_INDENT(2) | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
+    printf("%s\n", s ? s : "null");
+    free(s);
+    return 0;
+}
+
+static int cmd_tool(int argc, char **argv)
+{
+    static const struct option opts[] = {COMMON_OPTIONS,
+                                         {"connection", required_argument, 0, OPT_CONNECTION},
+                                         {"user", required_argument, 0, OPT_USER},
+                                         {"team", required_argument, 0, OPT_TEAM},
+                                         {0, 0, 0, 0}};
+    common c = {0};
+    const char *connection = NULL, *user = NULL, *team = NULL;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        int handled = common_option(&c, opt, optarg);
+        if (handled < 0)
+            return EXIT_USAGE;
+        if (handled)
+            continue;
+        switch (opt) {
+        case OPT_CONNECTION: connection = optarg; break;
+        case OPT_USER: user = optarg; break;
+        case OPT_TEAM: team = optarg; break;
+        case OPT_HELP: printf("%s%s", tool_help, common_help); return 0;
+        default: fprintf(stderr, "%s", tool_help); return EXIT_USAGE;
+        }
+    }
+    if (optind + 3 != argc || strcmp(argv[optind], "call") != 0 || (!user) != (!team)) {
+        fprintf(stderr, "%s", tool_help);
+        return EXIT_USAGE;
+    }
+    if (common_finish(&c, "warn") < 0)
+        return EXIT_USAGE;
+    json_error_t jerr;
+    json_t *args = json_loads(argv[optind + 2], JSON_REJECT_DUPLICATES, &jerr);
+    if (!args) {
+        ferr e = {0};
+        ferr_set(&e, FERR_BAD_REQUEST, "arguments are not valid JSON: %s", jerr.text);
+        json_t *out = ferr_to_json(&e);
+        print_json(out);
+        json_decref(out);
+        ferr_clear(&e);
+        return EXIT_USER;
+    }
+    app a;
+    ferr e = {0};
+    int rc = EXIT_USER;
+    principal who;
+    const principal *whop = NULL;
+    if (app_open(&a, &c.cfg, &e) < 0)
+        goto out;
+    if (user) {
+        int found = store_principal_find(a.db, user, team, &who);
+        if (found != 0) {
+            ferr_set(&e, FERR_NOT_FOUND, "no user %s in team %s", user, team);
+            goto out;
+        }
+        whop = &who;
+    }
+    char request_id[17];
+    log_new_request_id(request_id);
+    cli_call cc = {0};
+    call_request req = {.tool = argv[optind + 1], .arguments = args, .connection_id = connection, .who = whop,
+                        .request_id = request_id};
+    if (calls_start(a.calls, &req, on_cli_call_done, &cc, &e) < 0)
+        goto out;
+    app_run_until(&a, &cc.done);
+    print_json(cc.out);
+    json_decref(cc.out);
+    rc = cc.ok ? 0 : EXIT_USER;
+out:
+    if (e.code) {
+        json_t *err = ferr_to_json(&e);
+        print_json(err);
+        json_decref(err);
+    }
+    app_close(&a);
+    json_decref(args);
+    ferr_clear(&e);
+    return rc;
+}
+
+/* ---- migrate ---- */
+
+static int cmd_migrate(int argc, char **argv)
+{
+    static const struct option opts[] = {{"data", required_argument, 0, OPT_DATA},
+                                         {"help", no_argument, 0, OPT_HELP},
+                                         {0, 0, 0, 0}};
+    const char *data = "./ferry-data";
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (opt == OPT_DATA)
+            data = optarg;
+        else if (opt == OPT_HELP) {
+            printf("usage: ferry migrate [--data DIR]\nApplies store migrations and exits.\n");
+            return 0;
+        } else
+            return EXIT_USAGE;
+    }
+    if (optind != argc)
+        return EXIT_USAGE;
+    log_set_level(LOG_WARN);
+    store *db = NULL;
+    ferr e = {0};
+    int from = 0, to = 0;
+    if (store_open(data, &db, &from, &to, &e) < 0) {
+        int rc = user_error(&e);
+        ferr_clear(&e);
+        return rc;
+    }
+    store_close(db);
+    if (from == to)
+        printf("schema is at version %d; nothing to do\n", to);
+    else
+        printf("migrated schema from version %d to %d\n", from, to);
+    return 0;
+}
+
+static const char main_help[] =
+    "usage: ferry COMMAND [options]   (ferry COMMAND --help for more)\n"
+    "  serve                      serve the HTTP API\n"
+    "  keys create|revoke         manage API keys\n"
+    "  providers list|check       list or validate provider scripts\n"
+    "  tool call NAME 'JSON'      run one tool locally and print its result\n"
+    "  migrate                    apply store migrations and exit\n"
+    "  version                    print the version\n";
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "%s", main_help);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    /* Commands parse their own options from argv[1] on. */
+    argc--;
+    argv++;
+    if (strcmp(cmd, "serve") == 0)
+        return cmd_serve(argc, argv);
+    if (strcmp(cmd, "keys") == 0)
+        return cmd_keys(argc, argv);
+    if (strcmp(cmd, "providers") == 0)
+        return cmd_providers(argc, argv);
+    if (strcmp(cmd, "tool") == 0)
+        return cmd_tool(argc, argv);
+    if (strcmp(cmd, "migrate") == 0)
+        return cmd_migrate(argc, argv);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("ferry %s\n", FERRY_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        printf("%s", main_help);
+        return 0;
+    }
+    fprintf(stderr, "ferry: unknown command '%s'\n%s", cmd, main_help);
+    return EXIT_USAGE;
+}
