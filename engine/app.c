@@ -13,6 +13,7 @@
 
 #define DEFAULT_DRAIN_MS 10000u
 #define DRAIN_POLL_MS 20
+#define FLUSH_GRACE_MS 500
 
 static double now_ms(void)
 {
@@ -75,15 +76,16 @@ int app_open(app *a, const app_config *cfg, ferr *err)
     return 0;
 }
 
-static void finish_drain(app *a, int forced)
+/* Ends the calls still running; their answers still get written, for a
+ * short grace period, before the loop stops. */
+static void abort_calls(app *a)
 {
-    if (forced && calls_in_flight(a->calls)) {
-        log_line *l = log_begin(LOG_WARN, "drain timed out; ending calls still running");
-        log_int(l, "calls", (long long)calls_in_flight(a->calls));
-        log_end(l);
-        calls_abort_all(a->calls, FERR_INTERNAL, "ferry is shutting down");
-    }
-    event_base_loopbreak(a->base);
+    log_line *l = log_begin(LOG_WARN, "drain timed out; ending calls still running");
+    log_int(l, "calls", (long long)calls_in_flight(a->calls));
+    log_end(l);
+    calls_abort_all(a->calls, FERR_INTERNAL, "ferry is shutting down");
+    a->aborted = 1;
+    a->drain_deadline_ms = now_ms() + FLUSH_GRACE_MS;
 }
 
 static void on_drain_tick(evutil_socket_t fd, short events, void *arg)
@@ -92,12 +94,15 @@ static void on_drain_tick(evutil_socket_t fd, short events, void *arg)
     (void)events;
     app *a = arg;
     if (calls_in_flight(a->calls) == 0 && hserver_open_requests(a->server) == 0) {
-        finish_drain(a, 0);
+        event_base_loopbreak(a->base);
         return;
     }
     if (now_ms() >= a->drain_deadline_ms) {
-        finish_drain(a, 1);
-        return;
+        if (a->aborted) {
+            event_base_loopbreak(a->base);
+            return;
+        }
+        abort_calls(a);
     }
     struct timeval tv = {0, DRAIN_POLL_MS * 1000};
     evtimer_add(a->drain_timer, &tv);
@@ -108,8 +113,9 @@ static void on_signal(evutil_socket_t sig, short events, void *arg)
     (void)events;
     app *a = arg;
     if (a->draining) {
-        /* A second signal: stop now. */
-        finish_drain(a, 1);
+        /* A second signal: stop waiting for calls. */
+        if (!a->aborted)
+            abort_calls(a);
         return;
     }
     a->draining = 1;
@@ -140,7 +146,7 @@ int app_serve(app *a, ferr *err)
     size_t ntools = 0;
     for (size_t i = 0; i < providers_count(a->providers); i++)
         ntools += providers_at(a->providers, i)->ntools;
-    log_line *l = log_begin(LOG_INFO, "listening");
+    log_line *l = log_begin_always(LOG_INFO, "listening");
     log_str(l, "addr", hserver_address(a->server));
     log_str(l, "version", FERRY_VERSION);
     log_str(l, "data", a->cfg.data_dir);

@@ -39,6 +39,7 @@ typedef struct app {
     hserver *server;                   /* only when serving */
     struct event *sigint, *sigterm, *drain_timer;
     int draining;
+    int aborted;                       /* the drain timed out */
     double drain_deadline_ms;
 } app;
 

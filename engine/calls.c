@@ -190,6 +190,10 @@ static void on_task_done(lhost_task *t, lua_State *L, int nres, ferr *err, void 
         else
             result = json_null();
     }
+    /* An upstream answer too large for us is not the caller's request
+     * being too large: say so with a gateway status. */
+    if (e.code == FERR_PAYLOAD_TOO_LARGE)
+        e.status = 502;
     finish(c, result, &e);
     json_decref(result);
     ferr_clear(&e);

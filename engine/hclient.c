@@ -253,7 +253,7 @@ static void finish(hclient_xfer *x, CURLcode rc)
     double ms = ms_since(&x->started);
     ferr err = {0};
     hclient_response resp = {0};
-    char status[16];
+    char status[32];
 
     if (rc == CURLE_OK) {
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &resp.status);

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,7 @@ struct hserver {
     int draining;
     hreq *open;              /* answered-not-yet requests, doubly linked */
     size_t nopen;
+    size_t nwriting;         /* answered, response not yet fully written */
 };
 
 struct hreq {
@@ -170,6 +172,13 @@ static void free_hreq(hreq *r)
     free(r);
 }
 
+static void on_written(struct evhttp_request *req, void *arg)
+{
+    (void)req;
+    hserver *hs = arg;
+    hs->nwriting--;
+}
+
 void hreq_reply_evbuffer(hreq *r, int status, const char *content_type, struct evbuffer *body)
 {
     struct evkeyvalq *out = evhttp_request_get_output_headers(r->req);
@@ -179,6 +188,8 @@ void hreq_reply_evbuffer(hreq *r, int status, const char *content_type, struct e
     evhttp_add_header(out, "Cache-Control", "no-store");
     if (r->hs->draining)
         evhttp_add_header(out, "Connection", "close");
+    r->hs->nwriting++;
+    evhttp_request_set_on_complete_cb(r->req, on_written, r->hs);
     evhttp_send_reply(r->req, status, reason(status), body);
 
     double ms = ms_since(&r->started);
@@ -510,6 +521,10 @@ hserver *hserver_new(struct event_base *base, store *db, const hserver_config *c
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         goto fail;
     }
+    /* Accepted sockets inherit TCP_NODELAY on Linux: without it, the last
+     * piece of a response over 16 KiB waits for the client's delayed ACK. */
+    int one = 1;
+    setsockopt(evconnlistener_get_fd(lis), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     hs->bound = evhttp_bind_listener(hs->http, lis);
     struct sockaddr_storage actual;
     socklen_t alen = sizeof actual;
@@ -543,7 +558,7 @@ fail:
 }
 
 const char *hserver_address(const hserver *hs) { return hs->address; }
-size_t hserver_open_requests(const hserver *hs) { return hs->nopen; }
+size_t hserver_open_requests(const hserver *hs) { return hs->nopen + hs->nwriting; }
 
 void hserver_drain(hserver *hs)
 {

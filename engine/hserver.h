@@ -47,7 +47,8 @@ int hserver_route(hserver *hs, const char *method, const char *pattern, const ch
 /* Stops accepting connections; requests in progress continue, new ones on
  * open connections are refused with 503. */
 void hserver_drain(hserver *hs);
-/* Requests accepted and not answered yet. */
+/* Requests accepted and not yet answered, or whose answer is still being
+ * written. */
 size_t hserver_open_requests(const hserver *hs);
 
 /* ---- one request ---- */

@@ -79,7 +79,14 @@ static void put_key(log_line *l, const char *key)
 
 log_line *log_begin(log_level level, const char *msg)
 {
-    if (level < min_level || line_busy)
+    if (level < min_level)
+        return NULL;
+    return log_begin_always(level, msg);
+}
+
+log_line *log_begin_always(log_level level, const char *msg)
+{
+    if (line_busy)
         return NULL;
     log_line *l = &the_line;
     line_busy = 1;

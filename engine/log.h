@@ -22,6 +22,9 @@ typedef struct log_line log_line;
 /* Starts a line with ts, level and msg; NULL when the level is disabled
  * (every log_* function accepts NULL and does nothing). */
 log_line *log_begin(log_level level, const char *msg);
+/* The same, whatever the level filter: for the few lines an operator (or a
+ * test harness) must always see, such as where the server listens. */
+log_line *log_begin_always(log_level level, const char *msg);
 void log_str(log_line *l, const char *key, const char *value);
 void log_strn(log_line *l, const char *key, const char *value, size_t len);
 void log_int(log_line *l, const char *key, long long value);
