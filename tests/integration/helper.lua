@@ -151,7 +151,9 @@ function M.start_fault()
   local fault = {pid = p.pid, port = tonumber(port), url = "http://127.0.0.1:" .. port, proc = p}
   function fault.stop()
     M.kill(fault.pid, M.SIGTERM)
-    M.wait_exit(fault.pid, 10)
+    local how, code = M.wait_exit(fault.pid, 10)
+    assert(how == "exited" and code == 0, "fault_server did not exit cleanly: " .. tostring(how) .. " " ..
+      tostring(code) .. "\n" .. (M.read_file(fault.proc.stderr) or ""))
   end
   function fault.count()
     local _, body = M.request("GET", fault.url .. "/count")
@@ -215,9 +217,16 @@ function M.start_ferry(opts)
     return status == 200
   end
 
+  -- Stops the server and insists on a clean exit (status 0): under the
+  -- sanitizers that is also where leaks would show.
   function srv.stop(sig)
     M.kill(srv.pid, sig or M.SIGTERM)
-    return M.wait_exit(srv.pid, 30)
+    local how, code = M.wait_exit(srv.pid, 30)
+    if how ~= "exited" or code ~= 0 then
+      error(("ferry did not exit cleanly (%s %s):\n%s"):format(tostring(how), tostring(code),
+        (M.read_file(srv.log) or ""):sub(-3000)))
+    end
+    return how, code
   end
 
   function srv.logs() return M.log_lines(srv.log) end
