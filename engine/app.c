@@ -187,8 +187,10 @@ void app_close(app *a)
         event_free(a->sigterm);
     if (a->drain_timer)
         event_free(a->drain_timer);
-    hserver_free(a->server);
+    /* Calls first: ending one answers its HTTP request, which must still
+     * exist. */
     calls_free(a->calls);
+    hserver_free(a->server);
     calllog_free(a->log);
     hclient_free(a->http);
     providers_free(a->providers);
