@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "jsonfmt.h"
+
 static const struct {
     const char *name;
     int status;
@@ -63,8 +65,13 @@ int ferr_set(ferr *e, ferr_code code, const char *fmt, ...)
     e->code = code;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    int n = vsnprintf(e->message, sizeof e->message, fmt, ap);
     va_end(ap);
+    /* A cut message must not end inside a UTF-8 sequence. */
+    if (n >= (int)sizeof e->message) {
+        size_t len = strlen(e->message);
+        e->message[jsonfmt_utf8_cut(e->message, len)] = 0;
+    }
     return -1;
 }
 
@@ -86,9 +93,9 @@ int ferr_status(const ferr *e)
 
 json_t *ferr_to_json(const ferr *e)
 {
-    json_t *err = json_pack("{s:s, s:s}", "code",
+    json_t *err = json_pack("{s:s, s:o}", "code",
                             ferr_code_name(e->code) ? ferr_code_name(e->code) : "internal",
-                            "message", e->message);
+                            "message", jsonfmt_string(e->message, strlen(e->message)));
     if (e->details)
         json_object_set(err, "details", e->details);
     return json_pack("{s:o}", "error", err);

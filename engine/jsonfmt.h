@@ -11,4 +11,12 @@
 
 #define JSON_TEXT (JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS | JSON_REAL_PRECISION(15))
 
+/* A JSON string of `s`, with invalid UTF-8 replaced by U+FFFD rather than
+ * failing: one bad byte from an upstream must not cost a whole answer. */
+json_t *jsonfmt_string(const char *s, size_t n);
+
+/* The length of the longest prefix of s[0..n) that does not end inside a
+ * UTF-8 sequence (for cutting text to a buffer). */
+size_t jsonfmt_utf8_cut(const char *s, size_t n);
+
 #endif

@@ -1,11 +1,12 @@
 #include "lua_json.h"
-#include "jsonfmt.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <lauxlib.h>
+
+#include "jsonfmt.h"
 
 #define MAX_DEPTH 128
 
@@ -71,43 +72,8 @@ typedef struct conv {
 
 static json_t *fail(conv *c, const char *what)
 {
-    ferr_set(c->err, FERR_SCRIPT_ERROR, "cannot encode %s as JSON: %s", c->path[0] ? c->path : "value", what);
+    ferr_set(c->err, FERR_SCRIPT_ERROR, "cannot encode %s as JSON: %s", c->path, what);
     return NULL;
-}
-
-/* Replaces invalid UTF-8 with U+FFFD rather than failing a whole result
- * over one bad byte from an upstream. */
-static json_t *sanitized_string(const char *s, size_t n)
-{
-    char *out = malloc(n * 3 + 1);
-    if (!out)
-        return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < n;) {
-        unsigned char c = (unsigned char)s[i];
-        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        int ok = len > 0 && i + len <= n;
-        for (size_t k = 1; ok && k < len; k++)
-            ok = ((unsigned char)s[i + k] >> 6) == 2;
-        if (ok && len > 1) {
-            /* jansson is the judge of overlongs and surrogates. */
-            json_t *probe = json_stringn(s + i, len);
-            ok = probe != NULL;
-            json_decref(probe);
-        }
-        if (ok) {
-            memcpy(out + o, s + i, len);
-            o += len;
-            i += len;
-        } else {
-            memcpy(out + o, "\xef\xbf\xbd", 3);
-            o += 3;
-            i++;
-        }
-    }
-    json_t *v = json_stringn(out, o);
-    free(out);
-    return v;
 }
 
 static json_t *from(lua_State *L, int idx, int depth, conv *c);
@@ -151,7 +117,7 @@ static json_t *table_as_object(lua_State *L, int idx, int depth, conv *c)
         if (lua_type(L, -2) != LUA_TSTRING) {
             lua_pop(L, 2);
             json_decref(obj);
-            return fail(c, "a table mixes string keys with other keys");
+            return fail(c, "a table has keys that are neither all strings nor exactly 1..n");
         }
         size_t klen;
         const char *key = lua_tolstring(L, -2, &klen);
@@ -209,7 +175,9 @@ static json_t *table_to_json(lua_State *L, int idx, int depth, conv *c)
         return table_as_array(L, idx, max, depth, c);
     if (strings == 0 && others == 0)
         return fail(c, "an array has holes (use json.null for missing values)");
-    return fail(c, "a table mixes string keys with other keys");
+    if (strings > 0)
+        return fail(c, "a table mixes string keys with other keys");
+    return fail(c, "a table has keys that are neither all strings nor exactly 1..n");
 }
 
 static json_t *from(lua_State *L, int idx, int depth, conv *c)
@@ -228,8 +196,7 @@ static json_t *from(lua_State *L, int idx, int depth, conv *c)
     case LUA_TSTRING: {
         size_t n;
         const char *s = lua_tolstring(L, idx, &n);
-        json_t *v = json_stringn(s, n);
-        return v ? v : sanitized_string(s, n);
+        return jsonfmt_string(s, n);
     }
     case LUA_TLIGHTUSERDATA:
         if (lua_touserdata(L, idx) == NULL)
@@ -244,7 +211,7 @@ static json_t *from(lua_State *L, int idx, int depth, conv *c)
 
 json_t *lua_json_from(lua_State *L, int idx, ferr *err)
 {
-    conv c = {.err = err};
+    conv c = {.err = err, .path = "$"};
     return from(L, lua_absindex(L, idx), 0, &c);
 }
 
@@ -367,6 +334,10 @@ void lua_json_open(lua_State *L)
         lua_newtable(L);
         lua_pushliteral(L, "array");
         lua_setfield(L, -2, "__name");
+        /* Shared by every array: scripts must not reach it (a __gc added
+         * here would run finalizers outside any CPU cap). */
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "__metatable");
         lua_pushvalue(L, -1);
         lua_rawsetp(L, LUA_REGISTRYINDEX, &array_mt_key);
     }
