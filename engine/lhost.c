@@ -212,6 +212,8 @@ static int seal_protected(lua_State *L)
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, strict_newindex);
     lua_setfield(L, -2, "__newindex");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");   /* scripts cannot unseal */
     lua_setmetatable(L, -2);
     return 0;
 }
@@ -336,8 +338,22 @@ static void task_error(lhost_task *t, int status, ferr *e)
 
 /* ---- running tasks ---- */
 
+void lhost_task_cancel_wait(lhost_task *t)
+{
+    if (t && t->waiting) {
+        t->waiting = 0;
+        if (t->cancel)
+            t->cancel(t->cancel_ud);
+        t->cancel = NULL;
+    }
+}
+
 static void complete(lhost_task *t, int nres, ferr *err)
 {
+    /* A wait registered by a primitive whose yield never reached the
+     * engine (a coroutine resumed across a C boundary) must not outlive
+     * the task: its completion would wake freed memory. */
+    lhost_task_cancel_wait(t);
     t->done(t, t->co, nres, err, t->done_arg);
     free_task(t);
 }
@@ -514,8 +530,7 @@ void lhost_task_wake(lhost_task *t, lhost_push_fn push, void *ud)
 
 void lhost_task_abort(lhost_task *t)
 {
-    if (t->waiting && t->cancel)
-        t->cancel(t->cancel_ud);
+    lhost_task_cancel_wait(t);
     free_task(t);
 }
 

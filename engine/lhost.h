@@ -104,6 +104,8 @@ void lhost_seal_globals(lhost *h);
 /* ---- internal to lhost*.c ---- */
 void lhost_sandbox_build(lua_State *L, lhost *h);
 int lhost_is_task_thread(lua_State *L, lua_State *co);
+/* Cancels what `t` waits for, if anything (its I/O will never wake it). */
+void lhost_task_cancel_wait(lhost_task *t);
 extern char lhost_wait_marker;
 
 #endif

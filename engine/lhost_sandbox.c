@@ -30,6 +30,45 @@
 
 static const char *const *module_dirs;
 static char loaded_key;   /* registry: modules already required */
+static char parked_key;   /* registry: weak set of coroutines whose wait went up to the engine */
+
+/* A coroutine is parked while a primitive inside it waits on the engine:
+ * to scripts it must look busy, or another call could resume it and feed
+ * the primitive its own values. */
+static void set_parked(lua_State *L, lua_State *co, int parked)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &parked_key) == LUA_TNIL) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "k");
+        lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &parked_key);
+    }
+    lua_pushthread(co);
+    lua_xmove(co, L, 1);
+    if (parked)
+        lua_pushboolean(L, 1);
+    else
+        lua_pushnil(L);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
+static int is_parked(lua_State *L, lua_State *co)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &parked_key) == LUA_TNIL) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_pushthread(co);
+    lua_xmove(co, L, 1);
+    int parked = lua_rawget(L, -2) != LUA_TNIL;
+    lua_pop(L, 2);
+    return parked;
+}
 
 void lhost_set_module_dirs(const char *const *dirs) { module_dirs = dirs; }
 
@@ -96,6 +135,7 @@ static int resume_cont(lua_State *L, int status, lua_KContext ctx)
         co = lua_tothread(L, 1);
         nargs = lua_gettop(L) - 1;
     }
+    set_parked(L, co, 0);
     return resume_step(L, co, nargs, wrap);
 }
 
@@ -104,6 +144,14 @@ static int resume_cont(lua_State *L, int status, lua_KContext ctx)
  * once woken, hands the results down to co (resume_cont). */
 static int resume_step(lua_State *L, lua_State *co, int nargs, int wrap)
 {
+    if (is_parked(L, co)) {
+        lua_pop(L, nargs);
+        if (wrap)
+            return luaL_error(L, "cannot resume non-suspended coroutine");
+        lua_pushboolean(L, 0);
+        lua_pushliteral(L, "cannot resume non-suspended coroutine");
+        return 2;
+    }
     if (lua_status(co) == LUA_OK && lua_gettop(co) == 0) {
         lua_pop(L, nargs);
         if (wrap)
@@ -121,6 +169,12 @@ static int resume_step(lua_State *L, lua_State *co, int nargs, int wrap)
     int status = lua_resume(co, L, nargs, &nres);
     if (status == LUA_YIELD && nres == 1 && lua_touserdata(co, -1) == &lhost_wait_marker) {
         lua_pop(co, 1);
+        if (!lua_isyieldable(L)) {
+            lhost_task_cancel_wait(lhost_running(lhost_from(L)));
+            return luaL_error(L, "ctx.http.request cannot wait here (inside a metamethod, an iterator, "
+                                 "table.sort or string.gsub callback)");
+        }
+        set_parked(L, co, 1);
         lua_pushlightuserdata(L, &lhost_wait_marker);
         return lua_yieldk(L, 1, (lua_KContext)wrap, resume_cont);
     }
@@ -175,7 +229,9 @@ static int sb_wrap(lua_State *L)
 
 static int sb_close(lua_State *L)
 {
-    script_coroutine(L, 1);
+    lua_State *co = script_coroutine(L, 1);
+    if (is_parked(L, co))
+        return luaL_error(L, "cannot close a running coroutine");
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
     lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
