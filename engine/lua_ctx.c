@@ -30,6 +30,8 @@ void lua_ctx_push_error(lua_State *L, ferr_code code, const char *message)
         lua_setfield(L, -2, "__tostring");
         lua_pushliteral(L, "error");
         lua_setfield(L, -2, "__name");
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "__metatable");
         lua_pushvalue(L, -1);
         lua_rawsetp(L, LUA_REGISTRYINDEX, &error_mt_key);
     }

@@ -69,5 +69,7 @@ void lua_log_push(lua_State *L)
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, l_call);
     lua_setfield(L, -2, "__call");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
     lua_setmetatable(L, -2);
 }
