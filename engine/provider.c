@@ -166,10 +166,21 @@ static int valid_category_name(const char *s)
 }
 
 /* Lua cannot tell an empty array from an empty object; where the schema
- * language expects arrays, an empty table means an empty array. */
+ * language expects arrays, an empty table means an empty array. Keys of
+ * maps of schemas (properties, definitions) are names, not keywords. */
+static void fix_empty_arrays(json_t *schema);
+
+static void fix_schema_map(json_t *map)
+{
+    const char *name;
+    json_t *sub;
+    json_object_foreach(map, name, sub) fix_empty_arrays(sub);
+}
+
 static void fix_empty_arrays(json_t *schema)
 {
     static const char *const array_keys[] = {"required", "enum", "examples", "anyOf", "oneOf", "allOf", NULL};
+    static const char *const map_keys[] = {"properties", "patternProperties", "definitions", "$defs", NULL};
     if (json_is_array(schema)) {
         size_t i;
         json_t *v;
@@ -183,6 +194,8 @@ static void fix_empty_arrays(json_t *schema)
     json_object_foreach(schema, key, v) {
         if (in_list(key, array_keys) && json_is_object(v) && json_object_size(v) == 0)
             json_object_set_new(schema, key, json_array());
+        else if (in_list(key, map_keys) && json_is_object(v))
+            fix_schema_map(v);
         else
             fix_empty_arrays(v);
     }
