@@ -22,14 +22,19 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* Thousands of calls in flight need thousands of sockets each way. */
-static void raise_fd_limit(void)
+/* Thousands of calls in flight need thousands of sockets each way. Returns
+ * the limit now in force. */
+static size_t raise_fd_limit(void)
 {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 1024;
+    if (rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
     }
+    return rl.rlim_cur == RLIM_INFINITY ? 1u << 20 : (size_t)rl.rlim_cur;
 }
 
 int app_open(app *a, const app_config *cfg, ferr *err)
@@ -43,7 +48,12 @@ int app_open(app *a, const app_config *cfg, ferr *err)
     if (!a->cfg.drain_timeout_ms)
         a->cfg.drain_timeout_ms = DEFAULT_DRAIN_MS;
     signal(SIGPIPE, SIG_IGN);
-    raise_fd_limit();
+    size_t fds = raise_fd_limit();
+    /* A call in flight may hold a socket from its client and one to its
+     * upstream: past half the descriptors, a clean 429 beats a failure to
+     * accept or connect. */
+    if (!a->cfg.max_in_flight)
+        a->cfg.max_in_flight = fds / 2 < 20000 ? fds / 2 : 20000;
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
     a->base = event_base_new();

@@ -23,7 +23,7 @@ typedef struct app_config {
     unsigned script_cpu_ms;            /* per call; 0 → 1000 */
     size_t script_memory;              /* per provider state; 0 → 64 MiB */
     unsigned drain_timeout_ms;         /* 0 → 10000 */
-    size_t max_in_flight;              /* 0 → 20000 */
+    size_t max_in_flight;              /* 0 → half the open-files limit, at most 20000 */
     const char *ca_file;               /* extra CA bundle for upstreams */
     int metrics_public;
 } app_config;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "log.h"
@@ -14,11 +15,41 @@
 #define DEFAULT_TIMEOUT_MS 30000L
 /* Idle easy handles kept for reuse; creating one costs more than a reset. */
 #define EASY_POOL_MAX 256
+/* libcurl's receive buffer per transfer: 16 KiB by default, which is most
+ * of a call's memory when ten thousand are in flight. */
+#define RECV_BUFFER 8192
+
+/*
+ * Transfers are spread over several multi handles ("shards"). libcurl 7.88
+ * walks every cached connection of a multi handle when it looks for one to
+ * reuse and when a transfer ends, so one handle holding thousands of
+ * connections costs O(n) per transfer.
+ *
+ * - Shard 0 takes https. A host there gets at most TLS_HOST_CONNECTIONS
+ *   connections: over HTTP/2 each carries ~100 streams, and without the cap
+ *   a burst of requests opens one TLS connection per request while the
+ *   first ones are still handshaking.
+ * - Shards 1..n take plain http (HTTP/1.1: one request per connection), the
+ *   least busy first, so light traffic stays on shard 1 and reuses its
+ *   connections. Their connections are capped in total to half the
+ *   process's file descriptors: excess requests queue instead of failing.
+ */
+#define TLS_HOST_CONNECTIONS 128
+#define PLAIN_SHARDS 8
+#define NSHARDS (1 + PLAIN_SHARDS)
+/* Idle connections a shard keeps open after a burst. */
+#define IDLE_CONNECTIONS 64
+
+typedef struct shard {
+    hclient *c;
+    CURLM *multi;
+    struct event *timer;
+    size_t nactive;
+} shard;
 
 struct hclient {
     struct event_base *base;
-    CURLM *multi;
-    struct event *timer;
+    shard shards[NSHARDS];
     hclient_config cfg;
     hclient_xfer *active;        /* doubly linked list of transfers in flight */
     size_t nactive;
@@ -28,6 +59,7 @@ struct hclient {
 
 struct hclient_xfer {
     hclient *c;
+    shard *sh;
     hclient_xfer *prev, *next;
     CURL *easy;
     struct curl_slist *headers;
@@ -54,7 +86,7 @@ struct hclient_xfer {
 /* One per socket curl asks us to watch. */
 typedef struct sock_watch {
     struct event *ev;
-    hclient *c;
+    shard *sh;
 } sock_watch;
 
 static double ms_since(const struct timespec *t0)
@@ -64,39 +96,39 @@ static double ms_since(const struct timespec *t0)
     return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
-static void check_done(hclient *c);
+static void check_done(shard *sh);
 
 static void on_socket_event(evutil_socket_t fd, short events, void *arg)
 {
     sock_watch *w = arg;
-    hclient *c = w->c;
+    shard *sh = w->sh;
     int action = (events & EV_READ ? CURL_CSELECT_IN : 0) | (events & EV_WRITE ? CURL_CSELECT_OUT : 0);
     int running;
-    curl_multi_socket_action(c->multi, fd, action, &running);
-    check_done(c);
+    curl_multi_socket_action(sh->multi, fd, action, &running);
+    check_done(sh);
 }
 
 static void on_timer(evutil_socket_t fd, short events, void *arg)
 {
     (void)fd;
     (void)events;
-    hclient *c = arg;
+    shard *sh = arg;
     int running;
-    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_done(c);
+    curl_multi_socket_action(sh->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(sh);
 }
 
 /* CURLMOPT_SOCKETFUNCTION: watch, rewatch or forget a socket. */
 static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     (void)easy;
-    hclient *c = userp;
+    shard *sh = userp;
     sock_watch *w = socketp;
     if (what == CURL_POLL_REMOVE) {
         if (w) {
             event_free(w->ev);
             free(w);
-            curl_multi_assign(c->multi, s, NULL);
+            curl_multi_assign(sh->multi, s, NULL);
         }
         return 0;
     }
@@ -105,28 +137,32 @@ static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *s
         w = calloc(1, sizeof *w);
         if (!w)
             return -1;
-        w->c = c;
-        curl_multi_assign(c->multi, s, w);
+        w->sh = sh;
+        curl_multi_assign(sh->multi, s, w);
     } else {
-        event_free(w->ev);
+        /* Same socket, other interest: reuse the event. */
+        event_del(w->ev);
+        if (event_assign(w->ev, sh->c->base, s, kind, on_socket_event, w) < 0 || event_add(w->ev, NULL) < 0)
+            return -1;
+        return 0;
     }
-    w->ev = event_new(c->base, s, kind, on_socket_event, w);
+    w->ev = event_new(sh->c->base, s, kind, on_socket_event, w);
     if (!w->ev || event_add(w->ev, NULL) < 0)
         return -1;
     return 0;
 }
 
-/* CURLMOPT_TIMERFUNCTION: curl wants one timer; -1 removes it. */
+/* CURLMOPT_TIMERFUNCTION: curl wants one timer per multi; -1 removes it. */
 static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 {
     (void)multi;
-    hclient *c = userp;
+    shard *sh = userp;
     if (timeout_ms < 0) {
-        evtimer_del(c->timer);
+        evtimer_del(sh->timer);
         return 0;
     }
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    return evtimer_add(c->timer, &tv);
+    return evtimer_add(sh->timer, &tv);
 }
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
@@ -203,6 +239,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 static void unlink_xfer(hclient_xfer *x)
 {
     hclient *c = x->c;
+    x->sh->nactive--;
     if (x->prev)
         x->prev->next = x->next;
     else
@@ -216,7 +253,8 @@ static void unlink_xfer(hclient_xfer *x)
 static void release(hclient_xfer *x)
 {
     hclient *c = x->c;
-    curl_multi_remove_handle(c->multi, x->easy);
+    if (x->sh)
+        curl_multi_remove_handle(x->sh->multi, x->easy);
     if (c->npool < EASY_POOL_MAX) {
         curl_easy_reset(x->easy);
         c->pool[c->npool++] = x->easy;
@@ -270,7 +308,13 @@ static void finish(hclient_xfer *x, CURLcode rc)
         resp.duration_ms = ms;
         snprintf(status, sizeof status, "%ld", resp.status);
     } else if (rc == CURLE_OPERATION_TIMEDOUT) {
-        ferr_set(&err, FERR_UPSTREAM_TIMEOUT, "%s did not answer within %ld ms", x->host, x->timeout_ms);
+        curl_off_t connected = 0;
+        curl_easy_getinfo(x->easy, CURLINFO_CONNECT_TIME_T, &connected);
+        if (connected == 0)
+            ferr_set(&err, FERR_UPSTREAM_TIMEOUT, "could not connect to %s within %ld ms", x->host,
+                     ms < (double)c->cfg.connect_timeout_ms ? x->timeout_ms : c->cfg.connect_timeout_ms);
+        else
+            ferr_set(&err, FERR_UPSTREAM_TIMEOUT, "%s did not answer within %ld ms", x->host, x->timeout_ms);
     } else if (x->too_large || rc == CURLE_FILESIZE_EXCEEDED) {
         ferr_set(&err, FERR_PAYLOAD_TOO_LARGE, "the response from %s is larger than %zu bytes", x->host,
                  c->cfg.max_response_bytes);
@@ -294,11 +338,11 @@ static void finish(hclient_xfer *x, CURLcode rc)
     release(x);
 }
 
-static void check_done(hclient *c)
+static void check_done(shard *sh)
 {
     CURLMsg *msg;
     int left;
-    while ((msg = curl_multi_info_read(c->multi, &left))) {
+    while ((msg = curl_multi_info_read(sh->multi, &left))) {
         if (msg->msg != CURLMSG_DONE)
             continue;
         hclient_xfer *x = NULL;
@@ -306,6 +350,26 @@ static void check_done(hclient *c)
         if (x)
             finish(x, msg->data.result);
     }
+}
+
+static int shard_init(hclient *c, shard *sh, int tls, long max_total)
+{
+    sh->c = c;
+    sh->multi = curl_multi_init();
+    sh->timer = evtimer_new(c->base, on_timer, sh);
+    if (!sh->multi || !sh->timer)
+        return -1;
+    curl_multi_setopt(sh->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+    curl_multi_setopt(sh->multi, CURLMOPT_SOCKETDATA, sh);
+    curl_multi_setopt(sh->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(sh->multi, CURLMOPT_TIMERDATA, sh);
+    curl_multi_setopt(sh->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+    curl_multi_setopt(sh->multi, CURLMOPT_MAXCONNECTS, (long)IDLE_CONNECTIONS);
+    if (tls)
+        curl_multi_setopt(sh->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)TLS_HOST_CONNECTIONS);
+    else
+        curl_multi_setopt(sh->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_total);
+    return 0;
 }
 
 hclient *hclient_new(struct event_base *base, const hclient_config *cfg)
@@ -322,17 +386,14 @@ hclient *hclient_new(struct event_base *base, const hclient_config *cfg)
         c->cfg.connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
     if (!c->cfg.default_timeout_ms)
         c->cfg.default_timeout_ms = DEFAULT_TIMEOUT_MS;
-    c->multi = curl_multi_init();
-    c->timer = evtimer_new(base, on_timer, c);
-    if (!c->multi || !c->timer) {
-        hclient_free(c);
-        return NULL;
-    }
-    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
-    curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
-    curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+    struct rlimit rl;
+    long fds = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? (long)rl.rlim_cur : 65536;
+    long per_shard = fds / 2 / PLAIN_SHARDS;
+    for (int i = 0; i < NSHARDS; i++)
+        if (shard_init(c, &c->shards[i], i == 0, per_shard > 8 ? per_shard : 8) < 0) {
+            hclient_free(c);
+            return NULL;
+        }
     return c;
 }
 
@@ -347,15 +408,34 @@ void hclient_free(hclient *c)
     }
     for (size_t i = 0; i < c->npool; i++)
         curl_easy_cleanup(c->pool[i]);
-    if (c->multi)
-        curl_multi_cleanup(c->multi);
-    if (c->timer)
-        event_free(c->timer);
+    for (int i = 0; i < NSHARDS; i++) {
+        if (c->shards[i].multi)
+            curl_multi_cleanup(c->shards[i].multi);
+        if (c->shards[i].timer)
+            event_free(c->shards[i].timer);
+    }
     free(c);
 }
 
-static void describe_url(hclient_xfer *x, const char *url, const char *host)
+/* https → the TLS shard; http → the least busy plain shard. */
+static shard *pick_shard(hclient *c, const char *url)
 {
+    if (strncasecmp(url, "https:", 6) == 0)
+        return &c->shards[0];
+    shard *best = &c->shards[1];
+    for (int i = 2; i < NSHARDS; i++)
+        if (c->shards[i].nactive < best->nactive)
+            best = &c->shards[i];
+    return best;
+}
+
+static void describe_url(hclient_xfer *x, const char *url, const char *host, const char *path)
+{
+    if (host && path) {
+        snprintf(x->host, sizeof x->host, "%s", host);
+        snprintf(x->path, sizeof x->path, "%s", path);
+        return;
+    }
     CURLU *u = curl_url();
     char *h = NULL, *p = NULL;
     if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK) {
@@ -364,7 +444,7 @@ static void describe_url(hclient_xfer *x, const char *url, const char *host)
     }
     snprintf(x->host, sizeof x->host, "%s", host ? host : h ? h : "?");
     /* The path only: query strings may carry credentials. */
-    snprintf(x->path, sizeof x->path, "%s", p ? p : "/");
+    snprintf(x->path, sizeof x->path, "%s", path ? path : p ? p : "/");
     curl_free(h);
     curl_free(p);
     curl_url_cleanup(u);
@@ -395,7 +475,7 @@ int hclient_start(hclient *c, hclient_request *req, hclient_done_fn done, void *
     snprintf(x->method, sizeof x->method, "%s", method);
     snprintf(x->request_id, sizeof x->request_id, "%s", req->request_id ? req->request_id : "");
     snprintf(x->label, sizeof x->label, "%s", req->label ? req->label : "");
-    describe_url(x, req->url, req->host);
+    describe_url(x, req->url, req->host, req->path);
     x->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : c->cfg.default_timeout_ms;
 
     CURL *e = x->easy;
@@ -421,6 +501,7 @@ int hclient_start(hclient *c, hclient_request *req, hclient_done_fn done, void *
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)RECV_BUFFER);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
     if (c->cfg.ca_file)
         curl_easy_setopt(e, CURLOPT_CAINFO, c->cfg.ca_file);
@@ -446,10 +527,13 @@ int hclient_start(hclient *c, hclient_request *req, hclient_done_fn done, void *
     }
 
     clock_gettime(CLOCK_MONOTONIC, &x->started);
-    if (curl_multi_add_handle(c->multi, e) != CURLM_OK) {
+    shard *sh = pick_shard(c, req->url);
+    if (curl_multi_add_handle(sh->multi, e) != CURLM_OK) {
         release(x);
         return ferr_set(err, FERR_INTERNAL, "cannot start the transfer");
     }
+    x->sh = sh;
+    sh->nactive++;
     x->next = c->active;
     if (c->active)
         c->active->prev = x;

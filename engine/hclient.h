@@ -61,6 +61,7 @@ typedef struct hclient_request {
     const char *request_id;
     const char *label;           /* e.g. the provider slug */
     const char *host;            /* metrics label; NULL → taken from the URL */
+    const char *path;            /* for the log line; NULL → taken from the URL */
 } hclient_request;
 
 hclient *hclient_new(struct event_base *base, const hclient_config *cfg);

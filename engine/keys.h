@@ -21,6 +21,11 @@ int keys_create(store *s, const char *user, const char *team, const char *role,
  * unauthorized (with a message that never echoes the key) otherwise. */
 int keys_authenticate(store *s, const char *authorization, principal *who, ferr *err);
 
+/* Revokes a key (not_found when there is no active key with that id) and
+ * forgets it at once; a key revoked by another process stops working
+ * within a second, when its cache entry expires. */
+int keys_revoke(store *s, const char *key_id, ferr *err);
+
 /* Splits a key into its id; 0 on a well-formed key. */
 int keys_parse(const char *key, char id_out[33], const char **secret_out);
 

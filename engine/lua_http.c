@@ -276,7 +276,7 @@ static int l_request(lua_State *L)
     /* Phase 2: C resources; nothing below raises until they are freed. */
     ferr err = {0};
     CURLU *u = curl_url();
-    char *scheme = NULL, *host = NULL, *final_url = NULL;
+    char *scheme = NULL, *host = NULL, *path = NULL, *final_url = NULL;
     struct curl_slist *headers = NULL;
     pending *p = NULL;
     if (!u || curl_url_set(u, CURLUPART_URL, lua_tostring(L, A_FULL_URL), 0) != CURLUE_OK) {
@@ -294,6 +294,7 @@ static int l_request(lua_State *L)
         goto out;
     }
     if (!scheme || curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK ||
         curl_url_get(u, CURLUPART_URL, &final_url, 0) != CURLUE_OK) {
         ferr_set(&err, FERR_SCRIPT_ERROR, "ctx.http.request: '%s' is not a usable URL", lua_tostring(L, A_FULL_URL));
         goto out;
@@ -319,7 +320,7 @@ static int l_request(lua_State *L)
     const char *body = lua_tolstring(L, A_BODY_TEXT, &body_len);
     hclient_request req = {
         .method = method, .url = final_url, .headers = headers, .body = body, .body_len = body_len,
-        .timeout_ms = timeout_ms, .request_id = c->request_id, .label = pv->slug, .host = host,
+        .timeout_ms = timeout_ms, .request_id = c->request_id, .label = pv->slug, .host = host, .path = path,
     };
     headers = NULL;   /* the client owns them now, even when it fails */
     if (hclient_start(c->svc->http, &req, on_done, p, &p->xfer, &err) < 0) {
@@ -330,6 +331,7 @@ out:
     curl_slist_free_all(headers);
     curl_free(scheme);
     curl_free(host);
+    curl_free(path);
     curl_free(final_url);
     curl_url_cleanup(u);
     if (err.code) {

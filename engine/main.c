@@ -132,7 +132,8 @@ static const char serve_help[] =
     "  --listen HOST:PORT      default 127.0.0.1:8700 (port 0 picks a free one)\n"
     "  --max-body BYTES        largest request body (default 1048576)\n"
     "  --drain-timeout-ms N    how long calls may finish at shutdown (default 10000)\n"
-    "  --max-in-flight N       concurrent tool calls before 429 (default 20000)\n"
+    "  --max-in-flight N       concurrent tool calls before 429 (default: half the\n"
+    "                          open-files limit, at most 20000)\n"
     "  --metrics-public        serve /metrics to non-loopback clients\n";
 
 static int cmd_serve(int argc, char **argv)
@@ -267,7 +268,7 @@ static int cmd_keys(int argc, char **argv)
             fprintf(stderr, "%s", keys_help);
             return EXIT_USAGE;
         }
-        if (store_open(data, &db, NULL, NULL, &e) < 0 || store_key_revoke(db, argv[optind + 1], &e) < 0)
+        if (store_open(data, &db, NULL, NULL, &e) < 0 || keys_revoke(db, argv[optind + 1], &e) < 0)
             rc = user_error(&e);
         else
             fprintf(stderr, "revoked %s\n", argv[optind + 1]);

@@ -252,7 +252,7 @@ static void revoked_key_is_unauthorized(void)
     CHECK_INT(keys_create(f.s, "erin", "acme", NULL, key, &who, &err), 0);
     bearer(header, sizeof header, key);
     CHECK_INT(auth(&f, header, &who, &err), 0);
-    CHECK_INT(store_key_revoke(f.s, who.key_id, &err), 0);
+    CHECK_INT(keys_revoke(f.s, who.key_id, &err), 0);
     CHECK_INT(auth(&f, header, &who, &err), -1);
     CHECK_INT(err.code, FERR_UNAUTHORIZED);
     CHECK_CONTAINS(err.message, "revoked");
