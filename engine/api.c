@@ -49,6 +49,10 @@ static void get_tools(hreq *r, void *arg)
     hreq_reply_json(r, 200, json_pack("{s:o}", "tools", tools));
 }
 
+/* {"content":[{"text":T,"type":"text"}],"duration_ms":D,"result":R}, where
+ * T is the result as text for agents' tool-use APIs. Written by hand so the
+ * result is serialized once, not once for `result` and again for `content`
+ * (keys in the sorted order the rest of the API uses). */
 static void reply_call(void *arg, const call_result *res)
 {
     hreq *r = arg;
@@ -56,17 +60,19 @@ static void reply_call(void *arg, const call_result *res)
         hreq_reply_error(r, res->err);
         return;
     }
-    /* content: the result as agents' tool-use APIs want it, text. */
-    json_t *content;
-    if (json_is_string(res->result)) {
-        content = json_pack("[{s:s, s:O}]", "type", "text", "text", res->result);
-    } else {
-        char *text = json_dumps(res->result, JSON_TEXT);
-        content = json_pack("[{s:s, s:s}]", "type", "text", "text", text ? text : "null");
-        free(text);
-    }
-    hreq_reply_json(r, 200, json_pack("{s:O, s:o, s:f}", "result", res->result, "content", content, "duration_ms",
-                                      res->duration_ms));
+    char *result = json_dumps(res->result, JSON_TEXT);
+    json_t *text = json_is_string(res->result) ? json_incref(res->result)
+                                               : jsonfmt_string(result ? result : "null",
+                                                                result ? strlen(result) : 4);
+    char *text_json = json_dumps(text, JSON_TEXT);
+    struct evbuffer *buf = evbuffer_new();
+    evbuffer_add_printf(buf, "{\"content\":[{\"text\":%s,\"type\":\"text\"}],\"duration_ms\":%.3f,\"result\":%s}\n",
+                        text_json ? text_json : "\"\"", res->duration_ms, result ? result : "null");
+    hreq_reply_evbuffer(r, 200, "application/json", buf);
+    evbuffer_free(buf);
+    free(text_json);
+    json_decref(text);
+    free(result);
 }
 
 static void post_tools_call(hreq *r, void *arg)

@@ -256,7 +256,8 @@ static void release(hclient_xfer *x)
     if (x->sh)
         curl_multi_remove_handle(x->sh->multi, x->easy);
     if (c->npool < EASY_POOL_MAX) {
-        curl_easy_reset(x->easy);
+        /* Not reset: the options every transfer shares stay set (see
+         * new_easy); hclient_start sets all the others each time. */
         c->pool[c->npool++] = x->easy;
     } else {
         curl_easy_cleanup(x->easy);
@@ -417,6 +418,29 @@ void hclient_free(hclient *c)
     free(c);
 }
 
+/* A new easy handle with the options every transfer shares. */
+static CURL *new_easy(hclient *c)
+{
+    CURL *e = curl_easy_init();
+    if (!e)
+        return NULL;
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->cfg.connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->cfg.max_response_bytes);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "ferry/" FERRY_VERSION);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)RECV_BUFFER);
+    if (c->cfg.ca_file)
+        curl_easy_setopt(e, CURLOPT_CAINFO, c->cfg.ca_file);
+    return e;
+}
+
 /* https → the TLS shard; http → the least busy plain shard. */
 static shard *pick_shard(hclient *c, const char *url)
 {
@@ -465,7 +489,7 @@ int hclient_start(hclient *c, hclient_request *req, hclient_done_fn done, void *
     x->arg = arg;
     x->headers = req->headers;
     req->headers = NULL;
-    x->easy = c->npool ? c->pool[--c->npool] : curl_easy_init();
+    x->easy = c->npool ? c->pool[--c->npool] : new_easy(c);
     if (!x->easy) {
         curl_slist_free_all(x->headers);
         free(x);
@@ -478,36 +502,27 @@ int hclient_start(hclient *c, hclient_request *req, hclient_done_fn done, void *
     describe_url(x, req->url, req->host, req->path);
     x->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : c->cfg.default_timeout_ms;
 
+    /* Every option that differs between transfers is set here, each time:
+     * pooled handles keep what the previous transfer set. */
     CURL *e = x->easy;
     curl_easy_setopt(e, CURLOPT_URL, req->url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, x);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, x->timeout_ms);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->cfg.connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->cfg.max_response_bytes);
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     /* Over TLS, wait for a connection that may multiplex (HTTP/2 is known
      * after the handshake) rather than opening one per request. Never for
      * plain http: curl would hold every request to the host until the first
      * answer arrives. */
-    if (strncasecmp(req->url, "https:", 6) == 0)
-        curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "ferry/" FERRY_VERSION);
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, strncasecmp(req->url, "https:", 6) == 0 ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)RECV_BUFFER);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
-    if (c->cfg.ca_file)
-        curl_easy_setopt(e, CURLOPT_CAINFO, c->cfg.ca_file);
     /* No "Expect: 100-continue" round trip before large bodies. */
     x->headers = curl_slist_append(x->headers, "Expect:");
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, NULL);   /* no stale body pointer */
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);        /* back to a plain GET */
+    curl_easy_setopt(e, CURLOPT_NOBODY, 0L);
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
 
     if (strcmp(method, "HEAD") == 0) {
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
