@@ -23,8 +23,15 @@ char lhost_wait_marker;
 static char env_key;       /* registry: the sandbox environment */
 static char tasks_key;     /* registry: weak set of task threads */
 
+/* Threads of tasks that finished normally, kept for the next task: a new
+ * coroutine per call costs allocations and garbage. */
+#define SPARE_THREADS 64
+
 struct lhost {
     lua_State *L;
+    lua_State *spare[SPARE_THREADS];
+    int spare_ref[SPARE_THREADS];
+    int nspare;
     char name[96];
     size_t used, limit;
     unsigned cpu_ms;
@@ -358,7 +365,17 @@ static void complete(lhost_task *t, int nres, ferr *err)
      * engine (a coroutine resumed across a C boundary) must not outlive
      * the task: its completion would wake freed memory. */
     lhost_task_cancel_wait(t);
+    int reusable = !err && lua_status(t->co) == LUA_OK;
     t->done(t, t->co, nres, err, t->done_arg);
+    lhost *h = t->h;
+    if (reusable && h->nspare < SPARE_THREADS) {
+        lua_settop(t->co, 0);
+        h->spare[h->nspare] = t->co;
+        h->spare_ref[h->nspare++] = t->co_ref;
+        unlink_task(t);
+        free(t);
+        return;
+    }
     free_task(t);
 }
 
@@ -396,6 +413,7 @@ static void run(lhost_task *t, int nargs)
 }
 
 typedef struct start_args {
+    lhost *h;
     int fn_ref;
     lhost_push_fn push;
     void *ud;
@@ -407,14 +425,22 @@ typedef struct start_args {
 static int start_protected(lua_State *L)
 {
     start_args *a = lua_touserdata(L, 1);
-    lua_State *co = lua_newthread(L);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &tasks_key);
-    lua_pushvalue(L, -2);
-    lua_pushboolean(L, 1);
-    lua_rawset(L, -3);
-    lua_pop(L, 1);
+    lhost *h = a->h;
+    lua_State *co;
+    if (h->nspare > 0) {
+        h->nspare--;
+        co = h->spare[h->nspare];
+        a->co_ref = h->spare_ref[h->nspare];
+    } else {
+        co = lua_newthread(L);
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &tasks_key);
+        lua_pushvalue(L, -2);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, -3);
+        lua_pop(L, 1);
+        a->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
     a->co = co;
-    a->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     int base = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, a->fn_ref);
     if (!lua_isfunction(L, -1))
@@ -435,7 +461,7 @@ static int task_start(lhost *h, int fn_ref, lhost_push_fn push, void *push_ud, l
     if (!t) {
         return ferr_set(err, FERR_INTERNAL, "out of memory");
     }
-    start_args a = {.fn_ref = fn_ref, .push = push, .ud = push_ud, .co_ref = LUA_NOREF};
+    start_args a = {.h = h, .fn_ref = fn_ref, .push = push, .ud = push_ud, .co_ref = LUA_NOREF};
     lua_pushcfunction(h->L, start_protected);
     lua_pushlightuserdata(h->L, &a);
     if (lua_pcall(h->L, 1, 0, 0) != LUA_OK) {

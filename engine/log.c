@@ -181,19 +181,22 @@ void log_msg(log_level level, const char *msg)
     log_end(log_begin(level, msg));
 }
 
+/* Request ids only need to be unique, not secret: a xorshift generator
+ * seeded once from the system's randomness. (RAND_bytes per request cost a
+ * getpid system call each, for OpenSSL's fork check.) */
 void log_new_request_id(char out[17])
 {
-    unsigned char raw[8];
-    if (RAND_bytes(raw, sizeof raw) != 1) {
-        /* Not a secret: uniqueness within the logs is all it needs. */
-        static unsigned long long counter;
-        unsigned long long v = ++counter ^ (unsigned long long)time(NULL) << 20;
-        memcpy(raw, &v, sizeof raw);
-    }
+    static uint64_t state;
+    if (state == 0 && (RAND_bytes((unsigned char *)&state, sizeof state) != 1 || state == 0))
+        state = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ull | 1;
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
     static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 8; i++) {
-        out[2 * i] = hex[raw[i] >> 4];
-        out[2 * i + 1] = hex[raw[i] & 15];
+    uint64_t v = state;
+    for (int i = 15; i >= 0; i--) {
+        out[i] = hex[v & 15];
+        v >>= 4;
     }
     out[16] = 0;
 }

@@ -39,7 +39,6 @@ static const family_def defs[METRIC_COUNT] = {
 };
 
 typedef struct series {
-    char *key;                      /* label values joined by \x1f */
     char *labels[MAX_LABELS];
     double value;                   /* counter/gauge; histogram sum */
     unsigned long long count;       /* histogram */
@@ -53,18 +52,23 @@ typedef struct family {
 
 static family families[METRIC_COUNT];
 
+static int same_labels(const series *s, int nl, const char *const *vals)
+{
+    for (int i = 0; i < nl; i++)
+        if (strcmp(s->labels[i], vals[i]) != 0)
+            return 0;
+    return 1;
+}
+
 static series *find(metric_id id, const char *l1, const char *l2, int create)
 {
     family *f = &families[id];
     const char *vals[MAX_LABELS] = {l1 ? l1 : "", l2 ? l2 : ""};
     int nl = defs[id].nlabels;
-    char key[512];
-    int klen = snprintf(key, sizeof key, "%s\x1f%s", nl > 0 ? vals[0] : "", nl > 1 ? vals[1] : "");
-    if (klen < 0 || klen >= (int)sizeof key)
-        return NULL;
-    /* Families hold tens of series; a linear scan beats hashing here. */
+    /* Families hold tens of series, and this runs several times per call:
+     * a linear scan comparing labels beats hashing or building keys. */
     for (size_t i = 0; i < f->n; i++)
-        if (strcmp(f->items[i].key, key) == 0)
+        if (same_labels(&f->items[i], nl, vals))
             return &f->items[i];
     if (!create)
         return NULL;
@@ -78,7 +82,6 @@ static series *find(metric_id id, const char *l1, const char *l2, int create)
     }
     series *s = &f->items[f->n];
     memset(s, 0, sizeof *s);
-    s->key = strdup(key);
     for (int i = 0; i < nl; i++)
         s->labels[i] = strdup(vals[i]);
     f->n++;
@@ -187,7 +190,6 @@ void metrics_reset(void)
     for (int id = 0; id < METRIC_COUNT; id++) {
         family *f = &families[id];
         for (size_t i = 0; i < f->n; i++) {
-            free(f->items[i].key);
             for (int l = 0; l < MAX_LABELS; l++)
                 free(f->items[i].labels[l]);
         }
