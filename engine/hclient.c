@@ -21,24 +21,26 @@
 
 /*
  * Transfers are spread over several multi handles ("shards"). libcurl 7.88
- * walks every cached connection of a multi handle when it looks for one to
- * reuse and when a transfer ends, so one handle holding thousands of
- * connections costs O(n) per transfer.
+ * walks every transfer or cached connection of a multi handle when it
+ * removes a finished transfer or looks for a connection to reuse, so one
+ * handle holding thousands costs O(n) per transfer. A transfer goes to the
+ * least busy shard of its kind, lowest first, so light traffic stays on one
+ * shard and reuses its connections.
  *
- * - Shard 0 takes https. A host there gets at most TLS_HOST_CONNECTIONS
- *   connections: over HTTP/2 each carries ~100 streams, and without the cap
- *   a burst of requests opens one TLS connection per request while the
- *   first ones are still handshaking.
- * - Shards 1..n take plain http (HTTP/1.1: one request per connection), the
- *   least busy first, so light traffic stays on shard 1 and reuses its
- *   connections. Their connections are capped in total to half the
- *   process's file descriptors: excess requests queue instead of failing.
+ * - TLS shards take https. A host gets at most TLS_HOST_CONNECTIONS per
+ *   shard: over HTTP/2 each connection carries ~100 streams, and without
+ *   the cap a burst of requests opens one TLS connection per request while
+ *   the first ones are still handshaking.
+ * - Plain shards take http (HTTP/1.1: one request per connection). Their
+ *   connections are capped in total to half the process's file
+ *   descriptors: excess requests queue instead of failing.
  */
-#define TLS_HOST_CONNECTIONS 128
+#define TLS_SHARDS 8
+#define TLS_HOST_CONNECTIONS 16
 #define PLAIN_SHARDS 8
-#define NSHARDS (1 + PLAIN_SHARDS)
+#define NSHARDS (TLS_SHARDS + PLAIN_SHARDS)
 /* Idle connections a shard keeps open after a burst. */
-#define IDLE_CONNECTIONS 64
+#define IDLE_CONNECTIONS 32
 
 typedef struct shard {
     hclient *c;
@@ -391,7 +393,7 @@ hclient *hclient_new(struct event_base *base, const hclient_config *cfg)
     long fds = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? (long)rl.rlim_cur : 65536;
     long per_shard = fds / 2 / PLAIN_SHARDS;
     for (int i = 0; i < NSHARDS; i++)
-        if (shard_init(c, &c->shards[i], i == 0, per_shard > 8 ? per_shard : 8) < 0) {
+        if (shard_init(c, &c->shards[i], i < TLS_SHARDS, per_shard > 8 ? per_shard : 8) < 0) {
             hclient_free(c);
             return NULL;
         }
@@ -441,13 +443,13 @@ static CURL *new_easy(hclient *c)
     return e;
 }
 
-/* https → the TLS shard; http → the least busy plain shard. */
+/* The least busy shard of the kind the URL needs, lowest first. */
 static shard *pick_shard(hclient *c, const char *url)
 {
-    if (strncasecmp(url, "https:", 6) == 0)
-        return &c->shards[0];
-    shard *best = &c->shards[1];
-    for (int i = 2; i < NSHARDS; i++)
+    int tls = strncasecmp(url, "https:", 6) == 0;
+    int first = tls ? 0 : TLS_SHARDS, last = tls ? TLS_SHARDS : NSHARDS;
+    shard *best = &c->shards[first];
+    for (int i = first + 1; i < last && best->nactive > 0; i++)
         if (c->shards[i].nactive < best->nactive)
             best = &c->shards[i];
     return best;
