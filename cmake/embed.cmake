@@ -1,5 +1,6 @@
 # Writes OUT: a C table of every file in FILES (paths relative to ROOT), so the
 # binary carries its bundled providers and scripts and runs from anywhere.
+string(REPLACE "|" ";" FILES "${FILES}")
 set(body "")
 set(table "")
 set(i 0)

@@ -8,6 +8,7 @@
 
 #include "jsonfmt.h"
 #include "app.h"
+#include "discovery.h"
 #include "metrics.h"
 
 static void get_healthz(hreq *r, void *arg)
@@ -26,27 +27,47 @@ static void get_metrics(hreq *r, void *arg)
     evbuffer_free(buf);
 }
 
-/* Tools the caller may call now. Providers that need credentials appear
- * once a connection exists (connections arrive with the vault). */
+/* Tools the caller may call now: those of integrations that need no
+ * credential or have a connection the caller can use. ?suggest=1 adds the
+ * integrations worth connecting. */
 static void get_tools(hreq *r, void *arg)
 {
     app *a = arg;
+    const principal *who = hreq_principal(r);
+    ferr e = {0};
+    json_t *conns = discovery_connections(a->db, a->providers, who, &e);
+    if (!conns) {
+        hreq_reply_error(r, &e);
+        ferr_clear(&e);
+        return;
+    }
     json_t *tools = json_array();
     for (size_t i = 0; i < providers_count(a->providers); i++) {
         provider *p = providers_at(a->providers, i);
-        if (strcmp(p->auth_type, "none") != 0)
+        if (!discovery_usable(p, conns))
             continue;
+        json_t *pick = discovery_pick(json_object_get(conns, p->slug), who);
         for (size_t k = 0; k < p->ntools; k++) {
             provider_tool *t = &p->tools[k];
-            json_t *item = json_pack("{s:s, s:s, s:O, s:s, s:s, s:n}", "name", t->full_name, "description",
+            json_t *item = json_pack("{s:s, s:s, s:O, s:s, s:s, s:O}", "name", t->full_name, "description",
                                      t->description, "input_schema", t->input, "access",
-                                     t->is_write ? "write" : "read", "integration", p->slug, "connection_id");
+                                     t->is_write ? "write" : "read", "integration", p->slug, "connection_id",
+                                     pick ? json_object_get(pick, "id") : json_null());
             if (t->output)
                 json_object_set(item, "output_schema", t->output);
             json_array_append_new(tools, item);
         }
     }
-    hreq_reply_json(r, 200, json_pack("{s:o}", "tools", tools));
+    json_t *body = json_pack("{s:o}", "tools", tools);
+    const char *suggest = hreq_query(r, "suggest");
+    if (suggest && (strcmp(suggest, "1") == 0 || strcmp(suggest, "true") == 0)) {
+        json_t *pop = discovery_popularity(a->db);
+        json_object_set_new(body, "suggestions",
+                            discovery_suggestions(a->db, a->providers, who, conns, pop, (size_t)-1));
+        json_decref(pop);
+    }
+    json_decref(conns);
+    hreq_reply_json(r, 200, body);
 }
 
 /* {"content":[{"text":T,"type":"text"}],"duration_ms":D,"result":R}, where

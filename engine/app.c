@@ -61,6 +61,8 @@ int app_open(app *a, const app_config *cfg, ferr *err)
         return ferr_set(err, FERR_INTERNAL, "cannot create the event loop");
     if (store_open(a->cfg.data_dir, &a->db, NULL, NULL, err) < 0)
         return -1;
+    if (vault_open(a->cfg.data_dir, a->db, &a->vault, err) < 0)
+        return -1;
     providers_options po = {
         .dirs = a->cfg.provider_dirs,
         .base_urls = a->cfg.base_urls,
@@ -78,6 +80,7 @@ int app_open(app *a, const app_config *cfg, ferr *err)
         .providers = a->providers,
         .svc = {.http = a->http, .db = a->db},
         .log = a->log,
+        .vault = a->vault,
         .max_in_flight = a->cfg.max_in_flight,
     };
     a->calls = calls_new(&cc);
@@ -147,6 +150,8 @@ int app_serve(app *a, ferr *err)
     if (!a->server)
         return -1;
     api_register(a->server);
+    api_connections_register(a->server);
+    api_context_register(a->server);
     a->sigint = evsignal_new(a->base, SIGINT, on_signal, a);
     a->sigterm = evsignal_new(a->base, SIGTERM, on_signal, a);
     a->drain_timer = evtimer_new(a->base, on_drain_tick, a);
@@ -204,6 +209,7 @@ void app_close(app *a)
     calllog_free(a->log);
     hclient_free(a->http);
     providers_free(a->providers);
+    vault_close(a->vault);
     store_close(a->db);
     if (a->base)
         event_base_free(a->base);

@@ -12,6 +12,7 @@
 #include "hserver.h"
 #include "providers.h"
 #include "store.h"
+#include "vault.h"
 
 typedef struct app_config {
     const char *data_dir;              /* default ./ferry-data */
@@ -32,6 +33,7 @@ typedef struct app {
     app_config cfg;
     struct event_base *base;
     store *db;
+    vault *vault;
     providers *providers;
     hclient *http;
     calllog *log;
@@ -52,7 +54,9 @@ void app_close(app *a);
 /* Runs the loop until `*done` becomes non-zero (CLI use). */
 void app_run_until(app *a, const int *done);
 
-/* Registers the HTTP routes (api.c). */
+/* Registers the HTTP routes (api.c, api_connections.c, api_context.c). */
 void api_register(hserver *hs);
+void api_connections_register(hserver *hs);
+void api_context_register(hserver *hs);
 
 #endif

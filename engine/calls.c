@@ -26,13 +26,17 @@ struct calls {
 struct call {
     calls *cs;
     call *prev, *next;
-    provider_tool *tool;
+    provider *provider;
+    provider_tool *tool;        /* NULL for a connection check */
+    char name[128];             /* the tool's full name, or "<slug>:check" */
     lua_ctx lctx;
     lhost_task *task;
     principal who;
     int has_who;
     char request_id[17];
-    char *connection_id;
+    store_connection conn;
+    int has_conn;
+    credentials creds;          /* opened for the HTTP primitive; wiped at the end */
     json_t *arguments;
     call_done_fn done;
     void *done_arg;
@@ -86,12 +90,13 @@ static void finish(call *c, json_t *result, ferr *err)
     double ms = ms_since(&c->started);
     unlink_call(c);
     const char *outcome = err && err->code ? ferr_code_name(err->code) : "ok";
-    metrics_add(METRIC_TOOL_CALLS, 1, c->tool->full_name, outcome);
-    metrics_observe(METRIC_TOOL_CALL_SECONDS, ms / 1e3, c->tool->full_name);
+    metrics_add(METRIC_TOOL_CALLS, 1, c->name, outcome);
+    metrics_observe(METRIC_TOOL_CALL_SECONDS, ms / 1e3, c->name);
 
     log_line *l = log_begin(err && err->code ? LOG_WARN : LOG_INFO, "tool call");
     log_str(l, "request_id", c->request_id[0] ? c->request_id : NULL);
-    log_str(l, "tool", c->tool->full_name);
+    log_str(l, "tool", c->name);
+    log_str(l, "connection", c->has_conn ? c->conn.id : NULL);
     log_str(l, "outcome", outcome);
     log_num(l, "duration_ms", ms);
     if (err && err->code)
@@ -99,7 +104,7 @@ static void finish(call *c, json_t *result, ferr *err)
     log_end(l);
 
     if (cs->cfg.log) {
-        json_t *redacted = schema_redact(c->tool->input_schema, c->arguments);
+        json_t *redacted = schema_redact(c->tool ? c->tool->input_schema : NULL, c->arguments);
         char *args = redacted ? json_dumps(redacted, JSON_TEXT) : NULL;
         json_decref(redacted);
         call_record row = {
@@ -107,8 +112,9 @@ static void finish(call *c, json_t *result, ferr *err)
             .request_id = c->request_id[0] ? c->request_id : NULL,
             .user_id = c->has_who ? c->who.user_id : 0,
             .team_id = c->has_who ? c->who.team_id : 0,
-            .tool = c->tool->full_name,
-            .connection_id = c->connection_id,
+            .tool = c->name,
+            .connection_id = c->has_conn ? c->conn.id : NULL,
+            .integration = c->provider->slug,
             .outcome = outcome,
             .http_status = err && err->code ? ferr_status(err) : 200,
             .duration_ms = ms,
@@ -119,11 +125,12 @@ static void finish(call *c, json_t *result, ferr *err)
         free(args);
     }
 
-    call_result r = {.tool = c->tool->full_name, .result = result, .err = err && err->code ? err : NULL,
-                     .duration_ms = ms};
+    call_result r = {.tool = c->name, .result = result, .err = err && err->code ? err : NULL,
+                     .duration_ms = ms, .connection = c->has_conn ? &c->conn : NULL};
     c->done(c->done_arg, &r);
     json_decref(c->arguments);
-    free(c->connection_id);
+    credentials_wipe(&c->creds);
+    store_connection_clear(&c->conn);
     free(c);
 }
 
@@ -207,17 +214,98 @@ static int push_ctx_and_args(lua_State *L, void *ud)
     return 2;
 }
 
+/* The connection a call of provider `pv` uses, with its credentials
+ * opened; nothing for providers that need none. */
+static int attach_connection(calls *cs, call *c, const call_request *req, ferr *err)
+{
+    provider *pv = c->provider;
+    if (pv->authn.kind == AUTH_NONE)
+        return 0;
+    store *db = cs->cfg.svc.db;
+    if (req->who) {
+        if (connections_for_call(db, req->who, pv, req->connection_id, &c->conn, err) < 0)
+            return -1;
+    } else if (req->connection_id) {
+        /* Local use (the CLI without --user): the operator names it. */
+        int found = store_connection_get(db, req->connection_id, &c->conn, err);
+        if (found != 0) {
+            if (found == 1)
+                ferr_set(err, FERR_NOT_FOUND, "no connection %s", req->connection_id);
+            return -1;
+        }
+        if (strcmp(c->conn.integration, pv->slug) != 0) {
+            ferr_set(err, FERR_INVALID_ARGUMENTS, "connection %s belongs to %s, not %s", req->connection_id,
+                     c->conn.integration, pv->slug);
+            store_connection_clear(&c->conn);
+            return -1;
+        }
+    } else {
+        ferr_set(err, FERR_FORBIDDEN, "%s needs a connection: give --connection, or --user and --team", pv->slug);
+        return -1;
+    }
+    c->has_conn = 1;
+    return connections_open(db, cs->cfg.vault, &c->conn, &c->creds, err);
+}
+
+static void free_unstarted(call *c)
+{
+    json_decref(c->arguments);
+    credentials_wipe(&c->creds);
+    store_connection_clear(&c->conn);
+    free(c);
+}
+
+/* Runs fn_ref of c->provider as the call's task, once validated. */
+static int launch(calls *cs, call *c, const call_request *req, int fn_ref, call_done_fn done, void *arg,
+                  ferr *err)
+{
+    if (cs->nrunning >= cs->cfg.max_in_flight) {
+        ferr_set(err, FERR_RATE_LIMITED, "too many tool calls in flight (%zu); retry shortly", cs->nrunning);
+        ferr_detail(err, "retry_after", json_integer(1));
+        free_unstarted(c);
+        return -1;
+    }
+    c->cs = cs;
+    c->done = done;
+    c->done_arg = arg;
+    snprintf(c->request_id, sizeof c->request_id, "%s", req->request_id ? req->request_id : "");
+    if (req->who) {
+        c->who = *req->who;
+        c->has_who = 1;
+    }
+    if (attach_connection(cs, c, req, err) < 0) {
+        free_unstarted(c);
+        return -1;
+    }
+    c->lctx = (lua_ctx){
+        .svc = &cs->cfg.svc, .provider = c->provider, .request_id = c->request_id, .tool = c->name,
+        .connection_id = c->has_conn ? c->conn.id : NULL, .who = c->has_who ? &c->who : NULL,
+        .conn = c->has_conn ? &c->conn : NULL, .creds = c->has_conn ? &c->creds : NULL,
+    };
+    clock_gettime(CLOCK_MONOTONIC, &c->started);
+    c->next = cs->running;
+    if (cs->running)
+        cs->running->prev = c;
+    cs->running = c;
+    cs->nrunning++;
+    metrics_add(METRIC_CALLS_IN_FLIGHT, 1, NULL, NULL);
+
+    ferr start_err = {0};
+    if (lhost_task_start(c->provider->host, fn_ref, push_ctx_and_args, c, on_task_done, c, &c->lctx,
+                         c->request_id, c->name, &c->task, &start_err) < 0) {
+        /* It never ran; still a call that happened and failed. */
+        finish(c, NULL, &start_err);
+        ferr_clear(&start_err);
+    }
+    return 0;
+}
+
 int calls_start(calls *cs, const call_request *req, call_done_fn done, void *arg, ferr *err)
 {
     provider_tool *tool = providers_find_tool(cs->cfg.providers, req->tool ? req->tool : "");
     if (!tool) {
         ferr_set(err, FERR_UNKNOWN_TOOL, "there is no tool named '%s'", req->tool ? req->tool : "");
         ferr_detail(err, "name", json_string(req->tool ? req->tool : ""));
-        return -1;
-    }
-    provider *pv = tool->p;
-    if (strcmp(pv->auth_type, "none") != 0 && !req->connection_id) {
-        ferr_set(err, FERR_FORBIDDEN, "%s needs a connection (auth %s); connect it first", pv->slug, pv->auth_type);
         return -1;
     }
     json_t *args = req->arguments ? req->arguments : json_object();
@@ -237,49 +325,29 @@ int calls_start(calls *cs, const call_request *req, call_done_fn done, void *arg
         ferr_detail(err, "reason", json_string(se.message));
         return -1;
     }
-    if (cs->nrunning >= cs->cfg.max_in_flight) {
-        json_decref(args);
-        ferr_set(err, FERR_RATE_LIMITED, "too many tool calls in flight (%zu); retry shortly", cs->nrunning);
-        ferr_detail(err, "retry_after", json_integer(1));
-        return -1;
-    }
-
     call *c = calloc(1, sizeof *c);
     if (!c) {
         json_decref(args);
         return ferr_set(err, FERR_INTERNAL, "out of memory");
     }
-    c->cs = cs;
+    c->provider = tool->p;
     c->tool = tool;
     c->arguments = args;
-    c->done = done;
-    c->done_arg = arg;
-    snprintf(c->request_id, sizeof c->request_id, "%s", req->request_id ? req->request_id : "");
-    c->connection_id = req->connection_id ? strdup(req->connection_id) : NULL;
-    if (req->who) {
-        c->who = *req->who;
-        c->has_who = 1;
-    }
-    c->lctx = (lua_ctx){
-        .svc = &cs->cfg.svc, .provider = pv, .request_id = c->request_id, .tool = tool->full_name,
-        .connection_id = c->connection_id, .who = c->has_who ? &c->who : NULL,
-    };
-    clock_gettime(CLOCK_MONOTONIC, &c->started);
-    c->next = cs->running;
-    if (cs->running)
-        cs->running->prev = c;
-    cs->running = c;
-    cs->nrunning++;
-    metrics_add(METRIC_CALLS_IN_FLIGHT, 1, NULL, NULL);
+    snprintf(c->name, sizeof c->name, "%s", tool->full_name);
+    return launch(cs, c, req, tool->run_ref, done, arg, err);
+}
 
-    ferr start_err = {0};
-    if (lhost_task_start(pv->host, tool->run_ref, push_ctx_and_args, c, on_task_done, c, &c->lctx,
-                         c->request_id, tool->full_name, &c->task, &start_err) < 0) {
-        /* It never ran; still a call that happened and failed. */
-        finish(c, NULL, &start_err);
-        ferr_clear(&start_err);
-    }
-    return 0;
+int calls_start_check(calls *cs, provider *p, const call_request *req, call_done_fn done, void *arg, ferr *err)
+{
+    if (p->check_ref == LUA_NOREF)
+        return ferr_set(err, FERR_NOT_FOUND, "%s declares no check", p->slug);
+    call *c = calloc(1, sizeof *c);
+    if (!c)
+        return ferr_set(err, FERR_INTERNAL, "out of memory");
+    c->provider = p;
+    c->arguments = json_object();
+    snprintf(c->name, sizeof c->name, "%s:check", p->slug);
+    return launch(cs, c, req, p->check_ref, done, arg, err);
 }
 
 void calls_abort_all(calls *cs, ferr_code code, const char *message)

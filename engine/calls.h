@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "calllog.h"
+#include "connections.h"
 #include "ferr.h"
 #include "lua_ctx.h"
 #include "providers.h"
@@ -21,14 +22,16 @@ typedef struct calls_config {
     providers *providers;
     lua_ctx_services svc;       /* what primitives use: HTTP client, store */
     calllog *log;               /* may be NULL */
+    vault *vault;               /* opens connections' credentials */
     size_t max_in_flight;       /* 0 → 20000 */
 } calls_config;
 
 typedef struct call_request {
     const char *tool;           /* "<slug>__<tool>" */
     json_t *arguments;          /* borrowed; NULL means {} */
-    const char *connection_id;  /* may be NULL */
-    const principal *who;       /* may be NULL (local CLI) */
+    const char *connection_id;  /* may be NULL: the caller's connection is picked */
+    const principal *who;       /* may be NULL (local CLI: then connection_id is required
+                                   for providers that need credentials) */
     const char *request_id;
 } call_request;
 
@@ -37,6 +40,7 @@ typedef struct call_result {
     json_t *result;             /* borrowed; NULL exactly when err is set */
     const ferr *err;
     double duration_ms;
+    const store_connection *connection;   /* the one used, or NULL */
 } call_result;
 
 typedef void (*call_done_fn)(void *arg, const call_result *r);
@@ -50,6 +54,10 @@ void calls_free(calls *cs);
  * done call. Otherwise returns 0 and `done` runs exactly once — possibly
  * before this returns, when the tool finishes without waiting. */
 int calls_start(calls *cs, const call_request *req, call_done_fn done, void *arg, ferr *err);
+
+/* Runs a provider's check(ctx) for the connection in req->connection_id
+ * (verifying a new connection); same contract as calls_start. */
+int calls_start_check(calls *cs, provider *p, const call_request *req, call_done_fn done, void *arg, ferr *err);
 
 size_t calls_in_flight(const calls *cs);
 

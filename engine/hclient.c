@@ -1,6 +1,9 @@
 #include "hclient.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -72,6 +75,8 @@ struct hclient_xfer {
     char *body;
     size_t body_len, body_cap;
     int too_large;
+    int allow_private;
+    char blocked[64];            /* the refused address, when egress stopped it */
     hclient_header *rh;
     size_t nrh, rh_cap;
     /* for logs and metrics */
@@ -251,6 +256,52 @@ static void unlink_xfer(hclient_xfer *x)
     c->nactive--;
 }
 
+/* Addresses an upstream must not have unless declared: loopback, private,
+ * link-local (cloud metadata lives at 169.254.169.254), shared, reserved,
+ * multicast, unspecified. */
+static int non_public_v4(uint32_t a)
+{
+    return (a >> 24) == 0 || (a >> 24) == 10 || (a >> 24) == 127 || (a >> 16) == 0xa9fe ||
+           (a >> 20) == 0xac1 || (a >> 16) == 0xc0a8 || (a >> 22) == (100u << 2 | 1) ||
+           (a >> 8) == 0xc00000 || (a >> 17) == (198u << 7 | 9) || (a >> 28) >= 0xe;
+}
+
+static int non_public(const struct sockaddr *sa, char *text, size_t cap)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, text, (socklen_t)cap);
+        return non_public_v4(ntohl(in->sin_addr.s_addr));
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        inet_ntop(AF_INET6, a, text, (socklen_t)cap);
+        if (IN6_IS_ADDR_V4MAPPED(a)) {
+            uint32_t v4;
+            memcpy(&v4, &a->s6_addr[12], 4);
+            return non_public_v4(ntohl(v4));
+        }
+        return IN6_IS_ADDR_LOOPBACK(a) || IN6_IS_ADDR_UNSPECIFIED(a) || IN6_IS_ADDR_LINKLOCAL(a) ||
+               IN6_IS_ADDR_SITELOCAL(a) || IN6_IS_ADDR_MULTICAST(a) || (a->s6_addr[0] & 0xfe) == 0xfc;
+    }
+    snprintf(text, cap, "?");
+    return 1;
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: the last look at where a connection goes,
+ * after name resolution and before connect. */
+static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
+{
+    hclient_xfer *x = clientp;
+    (void)purpose;
+    char text[64];
+    if (!x->allow_private && non_public(&address->addr, text, sizeof text)) {
+        snprintf(x->blocked, sizeof x->blocked, "%s", text);
+        return CURL_SOCKET_BAD;
+    }
+    return socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+}
+
 /* Detaches and frees a transfer; its easy handle goes back to the pool. */
 static void release(hclient_xfer *x)
 {
@@ -318,6 +369,10 @@ static void finish(hclient_xfer *x, CURLcode rc)
                      ms < (double)c->cfg.connect_timeout_ms ? x->timeout_ms : c->cfg.connect_timeout_ms);
         else
             ferr_set(&err, FERR_UPSTREAM_TIMEOUT, "%s did not answer within %ld ms", x->host, x->timeout_ms);
+    } else if (x->blocked[0]) {
+        ferr_set(&err, FERR_EGRESS_DENIED,
+                 "%s resolves to %s, a non-public address; refused (declare that address in hosts, or point "
+                 "the provider there with --base-url)", x->host, x->blocked);
     } else if (x->too_large || rc == CURLE_FILESIZE_EXCEEDED) {
         ferr_set(&err, FERR_PAYLOAD_TOO_LARGE, "the response from %s is larger than %zu bytes", x->host,
                  c->cfg.max_response_bytes);
@@ -437,6 +492,7 @@ static CURL *new_easy(hclient *c)
     curl_easy_setopt(e, CURLOPT_USERAGENT, "ferry/" FERRY_VERSION);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)RECV_BUFFER);
     if (c->cfg.ca_file)
         curl_easy_setopt(e, CURLOPT_CAINFO, c->cfg.ca_file);
@@ -516,6 +572,8 @@ int hclient_start(hclient *c, hclient_request *req, hclient_done_fn done, void *
      * answer arrives. */
     curl_easy_setopt(e, CURLOPT_PIPEWAIT, strncasecmp(req->url, "https:", 6) == 0 ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x);
+    x->allow_private = req->allow_private;
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
     /* No "Expect: 100-continue" round trip before large bodies. */

@@ -9,7 +9,8 @@
  * the server offers it over TLS), gzip/deflate/br decoding, a deadline per
  * request and a cap on response size. Redirects are not followed: a 3xx is
  * returned as it is, so a redirect can never take a request to a host the
- * caller did not check. Only http and https are spoken. */
+ * caller did not check. Only http and https are spoken, and only to public
+ * addresses unless the caller says otherwise (egress_denied). */
 #ifndef FERRY_HCLIENT_H
 #define FERRY_HCLIENT_H
 
@@ -62,6 +63,11 @@ typedef struct hclient_request {
     const char *label;           /* e.g. the provider slug */
     const char *host;            /* metrics label; NULL → taken from the URL */
     const char *path;            /* for the log line; NULL → taken from the URL */
+    /* Loopback, private, link-local and other non-public addresses are
+     * refused when the host name resolves to one (no SSRF into the
+     * engine's network), unless this is set: the caller declared that very
+     * address, or an operator pointed the provider there. */
+    int allow_private;
 } hclient_request;
 
 hclient *hclient_new(struct event_base *base, const hclient_config *cfg);

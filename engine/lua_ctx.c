@@ -1,6 +1,10 @@
 #include "lua_ctx.h"
 
+#include <string.h>
+
 #include <lauxlib.h>
+
+#include "lua_json.h"
 
 static char shared_key;     /* registry: {http=..., log=..., store=...} per state */
 static char error_mt_key;   /* registry: metatable of error values */
@@ -81,10 +85,30 @@ void lua_ctx_push(lua_State *L, const lua_ctx *c)
     lua_setfield(L, -2, "tool");
     lua_pushstring(L, c->provider->slug);
     lua_setfield(L, -2, "provider");
-    if (c->connection_id) {
-        lua_createtable(L, 0, 1);
-        lua_pushstring(L, c->connection_id);
+    if (c->conn) {
+        /* Everything about the connection but its secrets. */
+        const store_connection *k = c->conn;
+        lua_createtable(L, 0, 6);
+        lua_pushstring(L, k->id);
         lua_setfield(L, -2, "id");
+        lua_pushstring(L, k->integration);
+        lua_setfield(L, -2, "integration");
+        lua_pushstring(L, k->scope);
+        lua_setfield(L, -2, "scope");
+        if (k->label[0]) {
+            lua_pushstring(L, k->label);
+            lua_setfield(L, -2, "label");
+        }
+        if (k->account_label[0]) {
+            lua_pushstring(L, k->account_label);
+            lua_setfield(L, -2, "account_label");
+        }
+        if (!k->settings || !lua_json_decode_push(L, k->settings, strlen(k->settings))) {
+            if (k->settings)
+                lua_pop(L, 1);
+            lua_newtable(L);
+        }
+        lua_setfield(L, -2, "settings");
         lua_setfield(L, -2, "connection");
     }
     if (c->who) {

@@ -13,6 +13,7 @@
 
 #include <lua.h>
 
+#include "connections.h"
 #include "hclient.h"
 #include "provider.h"
 #include "store.h"
@@ -29,6 +30,8 @@ typedef struct lua_ctx {
     const char *tool;              /* agent-facing name */
     const char *connection_id;     /* NULL: no connection */
     const principal *who;          /* NULL: local use without a principal */
+    const store_connection *conn;  /* NULL when the provider needs none */
+    const credentials *creds;      /* opened secrets: C only, never pushed into Lua */
 } lua_ctx;
 
 /* Pushes a new ctx for `c` (protected mode: may raise on memory). */

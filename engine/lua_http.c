@@ -19,10 +19,13 @@
 #include <strings.h>
 
 #include <lauxlib.h>
+#include <openssl/evp.h>
 
+#include "jsonfmt.h"
 #include "lhost.h"
 #include "lua_ctx.h"
 #include "lua_json.h"
+#include "vault.h"
 
 #define MAX_TIMEOUT_MS 120000
 
@@ -159,8 +162,9 @@ static void collect_query(lua_State *L, int q, int list)
 }
 
 /* The headers table as a list of "Name: value" lines; sets *has_ct when
- * Content-Type is among them. */
-static void collect_headers(lua_State *L, int h, int list, int *has_ct)
+ * Content-Type is among them. A header the core sets itself (where the
+ * credential goes) is dropped: scripts cannot shadow or spoof it. */
+static void collect_headers(lua_State *L, int h, int list, int *has_ct, const char *owned)
 {
     lua_pushnil(L);
     while (lua_next(L, h)) {
@@ -170,6 +174,10 @@ static void collect_headers(lua_State *L, int h, int list, int *has_ct)
                                 ? lua_tolstring(L, -1, &vlen) : NULL;
         if (!name || !valid_token(name) || !value || !valid_header_value(value, vlen))
             luaL_error(L, "ctx.http.request: headers must map header names to string values without line breaks");
+        if (owned && strcasecmp(name, owned) == 0) {
+            lua_pop(L, 1);
+            continue;
+        }
         if (strcasecmp(name, "content-type") == 0)
             *has_ct = 1;
         lua_pushfstring(L, "%s: %s", name, value);
@@ -194,6 +202,16 @@ static void push_joined_url(lua_State *L, const char *base, const char *path)
 
 enum { A_ARGS = 1, A_METHOD, A_URL, A_PATH, A_QUERY, A_HEADERS, A_JSON, A_BODY, A_TIMEOUT, A_FULL_URL, A_QLIST,
        A_HLIST, A_BODY_TEXT };
+
+/* The header the core writes the credential into, if any. */
+static const char *credential_header(const provider_auth *a)
+{
+    if (a->kind == AUTH_API_KEY && a->place == AUTH_IN_HEADER)
+        return a->name;
+    if (a->kind == AUTH_BASIC || a->kind == AUTH_OAUTH2)
+        return "Authorization";
+    return NULL;
+}
 
 /* Phase 1: read and check the arguments; everything built here is a Lua
  * value, so raising leaks nothing. */
@@ -241,7 +259,7 @@ static void read_request(lua_State *L, provider *pv, char method[16], long *time
     int has_ct = 0;
     if (!lua_isnil(L, A_HEADERS)) {
         luaL_checktype(L, A_HEADERS, LUA_TTABLE);
-        collect_headers(L, A_HEADERS, A_HLIST, &has_ct);
+        collect_headers(L, A_HEADERS, A_HLIST, &has_ct, credential_header(&pv->authn));
     }
     if (!lua_isnil(L, A_JSON) && !lua_isnil(L, A_BODY))
         luaL_error(L, "ctx.http.request: give json or body, not both");
@@ -258,6 +276,107 @@ static void read_request(lua_State *L, provider *pv, char method[16], long *time
         lua_pushnil(L);
     }
     /* A_BODY_TEXT is on top now */
+}
+
+/* "prefix" + value into a malloc'd buffer the caller wipes. */
+static char *join_secret(const char *a, const char *b, size_t blen, const char *c, size_t *len)
+{
+    size_t al = strlen(a), cl = c ? strlen(c) : 0;
+    char *out = malloc(al + blen + cl + 1);
+    if (!out)
+        return NULL;
+    memcpy(out, a, al);
+    memcpy(out + al, b, blen);
+    if (cl)
+        memcpy(out + al + blen, c, cl);
+    out[al + blen + cl] = 0;
+    *len = al + blen + cl;
+    return out;
+}
+
+static void wipe_free(char *p, size_t n)
+{
+    if (p) {
+        vault_wipe(p, n);
+        free(p);
+    }
+}
+
+/* Adds the connection's credential where the provider's auth declaration
+ * says: a header, a query parameter, a field of the JSON body, HTTP basic,
+ * or an OAuth bearer token. Secrets are copied only into buffers wiped
+ * after use, and into libcurl's request. *body may be replaced (malloc'd,
+ * *body_owned set). */
+static int inject_credential(const lua_ctx *c, CURLU *u, struct curl_slist **headers, const char **body,
+                             size_t *body_len, char **body_owned, ferr *err)
+{
+    const provider_auth *a = &c->provider->authn;
+    if (a->kind == AUTH_NONE || !c->creds)
+        return 0;
+    if (a->kind == AUTH_BASIC) {
+        const credential *user = credentials_get(c->creds, "username");
+        const credential *pass = credentials_get(c->creds, "password");
+        if (!user || !pass)
+            return ferr_set(err, FERR_RECONNECT_REQUIRED, "the connection has no username and password");
+        size_t plen = 0, b64cap = 4 * ((user->len + 1 + pass->len + 2) / 3) + 1;
+        char *pair = join_secret(user->value, ":", 1, pass->value, &plen);
+        char *b64 = malloc(b64cap);
+        int ok = pair && b64 && EVP_EncodeBlock((unsigned char *)b64, (unsigned char *)pair, (int)plen) > 0;
+        size_t hlen = 0;
+        char *line = ok ? join_secret("Authorization: Basic ", b64, strlen(b64), NULL, &hlen) : NULL;
+        if (line)
+            *headers = curl_slist_append(*headers, line);
+        wipe_free(pair, plen);
+        wipe_free(b64, b64cap);
+        wipe_free(line, hlen);
+        return line ? 0 : ferr_set(err, FERR_INTERNAL, "out of memory");
+    }
+    const char *field = a->kind == AUTH_OAUTH2 ? "access_token" : a->field;
+    const credential *cr = credentials_get(c->creds, field);
+    if (!cr)
+        return ferr_set(err, FERR_RECONNECT_REQUIRED, "the connection has no '%s' credential", field);
+    size_t len = 0;
+    char *text = NULL;
+    if (a->kind == AUTH_OAUTH2 || a->place == AUTH_IN_HEADER) {
+        const char *name = a->kind == AUTH_OAUTH2 ? "Authorization" : a->name;
+        const char *prefix = a->kind == AUTH_OAUTH2 ? "Bearer " : a->prefix ? a->prefix : "";
+        size_t nlen = 0;
+        char *head = join_secret(name, ": ", 2, prefix, &nlen);
+        text = head ? join_secret(head, cr->value, cr->len, NULL, &len) : NULL;
+        free(head);
+        if (text)
+            *headers = curl_slist_append(*headers, text);
+    } else if (a->place == AUTH_IN_QUERY) {
+        char *head = join_secret(a->name, "=", 1, a->prefix, &len);
+        text = head ? join_secret(head, cr->value, cr->len, NULL, &len) : NULL;
+        free(head);
+        if (text)
+            curl_url_set(u, CURLUPART_QUERY, text, CURLU_APPENDQUERY | CURLU_URLENCODE);
+    } else {
+        /* A field of the JSON body (Mandrill's "key"). */
+        json_error_t jerr;
+        json_t *doc = *body ? json_loadb(*body, *body_len, 0, &jerr) : json_object();
+        if (!json_is_object(doc)) {
+            json_decref(doc);
+            return ferr_set(err, FERR_SCRIPT_ERROR,
+                            "this provider's credential goes in the JSON body: send json = {...}, not body");
+        }
+        size_t plen = 0;
+        text = join_secret(a->prefix ? a->prefix : "", cr->value, cr->len, NULL, &plen);
+        len = plen;
+        json_object_set_new(doc, a->name, json_stringn(text ? text : "", plen));
+        char *out = json_dumps(doc, JSON_TEXT);
+        json_decref(doc);   /* frees the copy of the secret jansson held, unwiped */
+        if (!out) {
+            wipe_free(text, len);
+            return ferr_set(err, FERR_INTERNAL, "out of memory");
+        }
+        *body_owned = out;
+        *body = out;
+        *body_len = strlen(out);
+    }
+    wipe_free(text, len);
+    return text ? 0 : ferr_set(err, FERR_INTERNAL, "out of memory");
 }
 
 static int l_request(lua_State *L)
@@ -277,6 +396,7 @@ static int l_request(lua_State *L)
     ferr err = {0};
     CURLU *u = curl_url();
     char *scheme = NULL, *host = NULL, *path = NULL, *final_url = NULL;
+    char *body_owned = NULL;
     struct curl_slist *headers = NULL;
     pending *p = NULL;
     if (!u || curl_url_set(u, CURLUPART_URL, lua_tostring(L, A_FULL_URL), 0) != CURLUE_OK) {
@@ -310,17 +430,27 @@ static int l_request(lua_State *L)
         headers = curl_slist_append(headers, lua_tostring(L, -1));
         lua_pop(L, 1);
     }
+    size_t body_len = 0;
+    const char *body = lua_tolstring(L, A_BODY_TEXT, &body_len);
+    if (inject_credential(c, u, &headers, &body, &body_len, &body_owned, &err) < 0)
+        goto out;
+    /* The query may have gained the credential: take the URL again. */
+    curl_free(final_url);
+    final_url = NULL;
+    if (curl_url_get(u, CURLUPART_URL, &final_url, 0) != CURLUE_OK) {
+        ferr_set(&err, FERR_INTERNAL, "cannot build the request URL");
+        goto out;
+    }
     p = calloc(1, sizeof *p);
     if (!p) {
         ferr_set(&err, FERR_INTERNAL, "out of memory");
         goto out;
     }
     p->task = lhost_running(lhost_from(L));
-    size_t body_len = 0;
-    const char *body = lua_tolstring(L, A_BODY_TEXT, &body_len);
     hclient_request req = {
         .method = method, .url = final_url, .headers = headers, .body = body, .body_len = body_len,
         .timeout_ms = timeout_ms, .request_id = c->request_id, .label = pv->slug, .host = host, .path = path,
+        .allow_private = provider_allows_private(pv, host),
     };
     headers = NULL;   /* the client owns them now, even when it fails */
     if (hclient_start(c->svc->http, &req, on_done, p, &p->xfer, &err) < 0) {
@@ -332,7 +462,15 @@ out:
     curl_free(scheme);
     curl_free(host);
     curl_free(path);
-    curl_free(final_url);
+    if (final_url) {
+        /* It may hold a credential in its query. */
+        vault_wipe(final_url, strlen(final_url));
+        curl_free(final_url);
+    }
+    if (body_owned) {
+        vault_wipe(body_owned, strlen(body_owned));
+        free(body_owned);
+    }
     curl_url_cleanup(u);
     if (err.code) {
         lua_pushnil(L);

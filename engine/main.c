@@ -5,11 +5,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "app.h"
+#include "connections.h"
 #include "keys.h"
 #include "log.h"
 #include "provider.h"
+#include "vault.h"
 
 #define EXIT_USER 1
 #define EXIT_USAGE 2
@@ -508,6 +511,205 @@ out:
     return rc;
 }
 
+/* ---- connections ---- */
+
+static const char connections_help[] =
+    "usage: ferry connections add --user NAME --team NAME --integration SLUG --credentials-file F\n"
+    "                             [--scope user|team] [--label L] [--settings JSON] [--data DIR]\n"
+    "       ferry connections list --user NAME --team NAME [--data DIR]\n"
+    "       ferry connections remove ID --user NAME --team NAME [--data DIR]\n"
+    "add reads the credentials as a JSON object from F (\"-\" for standard input),\n"
+    "never from the command line, where other users could see them.\n";
+
+static char *read_stream(FILE *f, size_t *len)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0)
+            break;
+        if (cap - n < 2) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                return NULL;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    if (buf) {
+        buf[n] = 0;
+        *len = n;
+    }
+    return buf;
+}
+
+static int print_connection(const store_connection *c)
+{
+    json_t *j = connections_to_json(c, 0);
+    print_json(j);
+    json_decref(j);
+    return 0;
+}
+
+static void print_listed(void *ud, const store_connection *c)
+{
+    (void)ud;
+    printf("%-22s %-24s %-5s %-18s %s\n", c->id, c->integration, c->scope, c->status,
+           c->account_label[0] ? c->account_label : c->label);
+}
+
+static int cmd_connections(int argc, char **argv)
+{
+    enum { OPT_INTEGRATION = 2000, OPT_CREDS, OPT_SCOPE, OPT_LABEL, OPT_SETTINGS };
+    static const struct option opts[] = {COMMON_OPTIONS,
+                                         {"user", required_argument, 0, OPT_USER},
+                                         {"team", required_argument, 0, OPT_TEAM},
+                                         {"integration", required_argument, 0, OPT_INTEGRATION},
+                                         {"credentials-file", required_argument, 0, OPT_CREDS},
+                                         {"scope", required_argument, 0, OPT_SCOPE},
+                                         {"label", required_argument, 0, OPT_LABEL},
+                                         {"settings", required_argument, 0, OPT_SETTINGS},
+                                         {0, 0, 0, 0}};
+    common c = {0};
+    const char *user = NULL, *team = NULL, *integration = NULL, *creds_file = NULL, *scope = NULL, *label = NULL,
+               *settings_text = NULL;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        int handled = common_option(&c, opt, optarg);
+        if (handled < 0)
+            return EXIT_USAGE;
+        if (handled)
+            continue;
+        switch (opt) {
+        case OPT_USER: user = optarg; break;
+        case OPT_TEAM: team = optarg; break;
+        case OPT_INTEGRATION: integration = optarg; break;
+        case OPT_CREDS: creds_file = optarg; break;
+        case OPT_SCOPE: scope = optarg; break;
+        case OPT_LABEL: label = optarg; break;
+        case OPT_SETTINGS: settings_text = optarg; break;
+        case OPT_HELP: printf("%s%s", connections_help, common_help); return 0;
+        default: fprintf(stderr, "%s", connections_help); return EXIT_USAGE;
+        }
+    }
+    if (optind >= argc || !user || !team) {
+        fprintf(stderr, "%s", connections_help);
+        return EXIT_USAGE;
+    }
+    const char *sub = argv[optind];
+    int add = strcmp(sub, "add") == 0, list = strcmp(sub, "list") == 0, remove = strcmp(sub, "remove") == 0;
+    if (!(add && optind + 1 == argc && integration && creds_file) && !(list && optind + 1 == argc) &&
+        !(remove && optind + 2 == argc)) {
+        fprintf(stderr, "%s", connections_help);
+        return EXIT_USAGE;
+    }
+    if (common_finish(&c, "warn") < 0)
+        return EXIT_USAGE;
+    app a;
+    ferr e = {0};
+    int rc = EXIT_USER;
+    json_t *creds = NULL, *settings = NULL;
+    principal who;
+    if (app_open(&a, &c.cfg, &e) < 0)
+        goto out;
+    if (store_principal_find(a.db, user, team, &who) != 0) {
+        ferr_set(&e, FERR_NOT_FOUND, "no user %s in team %s (ferry keys create makes them)", user, team);
+        goto out;
+    }
+    if (list) {
+        rc = store_connections_list(a.db, who.team_id, who.user_id, print_listed, NULL, &e) < 0 ? EXIT_USER : 0;
+    } else if (remove) {
+        rc = connections_delete(a.db, a.vault, &who, argv[optind + 1], &e) < 0 ? EXIT_USER : 0;
+    } else {
+        FILE *f = strcmp(creds_file, "-") == 0 ? stdin : fopen(creds_file, "rb");
+        size_t len = 0;
+        char *text = f ? read_stream(f, &len) : NULL;
+        if (f && f != stdin)
+            fclose(f);
+        json_error_t jerr;
+        creds = text ? json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+        if (text) {
+            vault_wipe(text, len);
+            free(text);
+        }
+        settings = settings_text ? json_loads(settings_text, 0, &jerr) : NULL;
+        if (!creds || (settings_text && !settings)) {
+            ferr_set(&e, FERR_BAD_REQUEST, "%s is not a JSON object", !creds ? creds_file : "--settings");
+            goto out;
+        }
+        connection_spec spec = {.integration = integration, .credentials = creds, .settings = settings,
+                                .scope = scope, .label = label};
+        store_connection conn;
+        if (connections_create(a.db, a.vault, a.providers, &who, &spec, &conn, &e) == 0) {
+            print_connection(&conn);
+            store_connection_clear(&conn);
+            rc = 0;
+        }
+    }
+out:
+    if (e.code)
+        fprintf(stderr, "ferry: %s\n", e.message);
+    json_decref(creds);
+    json_decref(settings);
+    app_close(&a);
+    ferr_clear(&e);
+    return rc;
+}
+
+/* ---- vault ---- */
+
+static int cmd_vault(int argc, char **argv)
+{
+    static const struct option opts[] = {{"data", required_argument, 0, OPT_DATA},
+                                         {"help", no_argument, 0, OPT_HELP},
+                                         {0, 0, 0, 0}};
+    static const char help[] =
+        "usage: ferry vault rotate [--data DIR]\n"
+        "Creates a new master key and re-wraps every connection's data key with it, in\n"
+        "one transaction; ferry serve keeps answering. With a key file the new key\n"
+        "replaces it; with FERRY_MASTER_KEY the new key is printed, to be set before\n"
+        "ferry next starts.\n";
+    const char *data = "./ferry-data";
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (opt == OPT_DATA)
+            data = optarg;
+        else if (opt == OPT_HELP) {
+            printf("%s", help);
+            return 0;
+        } else {
+            fprintf(stderr, "%s", help);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind + 1 != argc || strcmp(argv[optind], "rotate") != 0) {
+        fprintf(stderr, "%s", help);
+        return EXIT_USAGE;
+    }
+    log_set_level(LOG_WARN);
+    store *db = NULL;
+    ferr e = {0};
+    char fresh[65];
+    int from_env = 0, rc = 0;
+    if (store_open(data, &db, NULL, NULL, &e) < 0 || vault_rotate(data, db, fresh, &from_env, &e) < 0) {
+        rc = user_error(&e);
+    } else if (from_env) {
+        printf("%s\n", fresh);
+        fprintf(stderr, "rotated; set FERRY_MASTER_KEY to the key above before ferry next starts "
+                        "(a running serve needs a restart with it)\n");
+    } else {
+        fprintf(stderr, "rotated; %s/master.key holds the new key\n", data);
+    }
+    vault_wipe(fresh, sizeof fresh);
+    store_close(db);
+    ferr_clear(&e);
+    return rc;
+}
+
 /* ---- migrate ---- */
 
 static int cmd_migrate(int argc, char **argv)
@@ -551,11 +753,16 @@ static const char main_help[] =
     "  keys create|revoke         manage API keys\n"
     "  providers list|check       list or validate provider scripts\n"
     "  tool call NAME 'JSON'      run one tool locally and print its result\n"
+    "  connections add|list|remove  manage connections to integrations\n"
+    "  vault rotate               new master key, every data key re-wrapped\n"
     "  migrate                    apply store migrations and exit\n"
     "  version                    print the version\n";
 
 int main(int argc, char **argv)
 {
+    /* Everything ferry writes (the database, its WAL, the master key) is
+     * for its own user only. */
+    umask(077);
     if (argc < 2) {
         fprintf(stderr, "%s", main_help);
         return EXIT_USAGE;
@@ -574,6 +781,10 @@ int main(int argc, char **argv)
         return cmd_tool(argc, argv);
     if (strcmp(cmd, "migrate") == 0)
         return cmd_migrate(argc, argv);
+    if (strcmp(cmd, "connections") == 0)
+        return cmd_connections(argc, argv);
+    if (strcmp(cmd, "vault") == 0)
+        return cmd_vault(argc, argv);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("ferry %s\n", FERRY_VERSION);
         return 0;

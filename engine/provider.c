@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <lauxlib.h>
 
@@ -28,6 +29,9 @@ static const char *const categories[] = {"calendar", "crm", "project_management"
                                          "accounting", "storage", "analytics", "custom", "mcp", "email",
                                          "meetings", "marketing", "hr", "developer", NULL};
 static const char *const auth_types[] = {"none", "api_key", "basic", "oauth2", NULL};
+static const char *const auth_fields[] = {"type", "field", "header", "query", "body", "prefix", "settings",
+                                          "instructions", "scopes", "authorize_url", "token_url", "revoke_url",
+                                          "client_auth", "extra_authorize_params", NULL};
 
 typedef struct loader {
     lua_State *L;
@@ -437,6 +441,98 @@ static void check_slug_matches_file(loader *ld)
         problem(ld, "slug: '%s' does not match the file name '%s'", ld->p->slug, base);
 }
 
+static char *json_str_dup(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_string(v) ? strdup(json_string_value(v)) : NULL;
+}
+
+static int valid_header_name(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (!(isalnum((unsigned char)*s) || strchr("!#$%&'*+-.^_`|~", *s)))
+            return 0;
+    return 1;
+}
+
+/* The auth declaration as C data: where the core injects the credential. */
+static void parse_auth(loader *ld, json_t *auth)
+{
+    provider_auth *a = &ld->p->authn;
+    const char *type = json_string_value(json_object_get(auth, "type"));
+    const char *key;
+    json_t *v;
+    json_object_foreach(auth, key, v) {
+        if (!in_list(key, auth_fields))
+            problem(ld, "auth: unknown field '%s'", key);
+        else if (strcmp(key, "settings") != 0 && strcmp(key, "scopes") != 0 &&
+                 strcmp(key, "extra_authorize_params") != 0 && !json_is_string(v))
+            problem(ld, "auth.%s: must be a string", key);
+    }
+    a->kind = strcmp(type, "api_key") == 0 ? AUTH_API_KEY : strcmp(type, "basic") == 0 ? AUTH_BASIC
+              : strcmp(type, "oauth2") == 0 ? AUTH_OAUTH2 : AUTH_NONE;
+    a->prefix = json_str_dup(auth, "prefix");
+    a->instructions = json_str_dup(auth, "instructions");
+    json_t *settings = json_object_get(auth, "settings");
+    if (settings && !json_is_array(settings))
+        problem(ld, "auth.settings: must be an array of setting names");
+    else if (settings) {
+        a->settings = calloc(json_array_size(settings) + 1, sizeof *a->settings);
+        size_t i;
+        json_array_foreach(settings, i, v) {
+            if (!json_is_string(v) || !valid_tool_name(json_string_value(v)))
+                problem(ld, "auth.settings[%zu]: must be a name (letters, digits, '_', '-')", i + 1);
+            else
+                a->settings[a->nsettings++] = strdup(json_string_value(v));
+        }
+    }
+    if (a->kind != AUTH_API_KEY) {
+        if (json_object_get(auth, "header") || json_object_get(auth, "query") || json_object_get(auth, "body"))
+            problem(ld, "auth: header, query and body apply to type = \"api_key\" only");
+        return;
+    }
+    a->field = json_str_dup(auth, "field");
+    if (!a->field)
+        a->field = strdup("api_key");
+    else if (!valid_tool_name(a->field))
+        problem(ld, "auth.field: '%s' must be a name (letters, digits, '_', '-')", a->field);
+    int places = 0;
+    static const char *const names[] = {"header", "query", "body"};
+    for (int i = 0; i < 3; i++) {
+        const char *name = json_string_value(json_object_get(auth, names[i]));
+        if (!name)
+            continue;
+        places++;
+        free(a->name);
+        a->name = strdup(name);
+        a->place = (auth_place)i;
+    }
+    if (places != 1)
+        problem(ld, "auth: an api_key goes in exactly one of header, query or body");
+    else if (a->place == AUTH_IN_HEADER && !valid_header_name(a->name))
+        problem(ld, "auth.header: '%s' is not a valid header name", a->name);
+    else if (!*a->name)
+        problem(ld, "auth: the %s name is empty", names[a->place]);
+}
+
+/* "90d", "12w", "6m" (30-day months) → days; 0 when unparseable. */
+static int parse_days(const char *s)
+{
+    char *end;
+    long n = strtol(s, &end, 10);
+    if (end == s || n <= 0 || n > 3650 || end[1] != 0)
+        return 0;
+    switch (*end) {
+    case 'd': return (int)n;
+    case 'w': return (int)n * 7;
+    case 'm': return (int)n * 30;
+    case 'y': return (int)n * 365;
+    default: return 0;
+    }
+}
+
 /* Reads the provider table (at index 2) in protected mode, so a memory
  * error while reading is a problem, not a crash. */
 static int extract(lua_State *L)
@@ -473,13 +569,28 @@ static int extract(lua_State *L)
             json_t *at = json_object_get(p->auth, "type");
             if (!json_is_string(at) || !in_list(json_string_value(at), auth_types))
                 problem(ld, "auth.type: must be one of none, api_key, basic, oauth2");
-            else
+            else {
                 p->auth_type = strdup(json_string_value(at));
+                parse_auth(ld, p->auth);
+            }
         }
     } else {
         problem(ld, "auth: must be a table like {type = \"none\"}%s", type == LUA_TNIL ? " (it is missing)" : "");
     }
     lua_pop(L, 1);
+
+    type = raw_field(L, t, "check");
+    if (type == LUA_TFUNCTION)
+        p->check_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    else {
+        if (type != LUA_TNIL)
+            problem(ld, "check: must be a function(ctx) verifying a new connection");
+        lua_pop(L, 1);
+    }
+    char *rotate = string_field(ld, t, "", "rotate_every", 0);
+    if (rotate && !(p->rotate_every_days = parse_days(rotate)))
+        problem(ld, "rotate_every: '%s' must be a count of days, weeks, months or years: \"90d\", \"12w\"", rotate);
+    free(rotate);
 
     check_base_url(ld);
     load_tools(ld, t);
@@ -498,6 +609,7 @@ int provider_load(const char *source, const char *src, size_t len, const lhost_l
     }
     p->source = strdup(source);
     p->table_ref = LUA_NOREF;
+    p->check_ref = LUA_NOREF;
     p->host = lhost_new(source, limits);
     if (!p->host) {
         json_array_append_new(problems, json_string("cannot create a Lua state"));
@@ -572,9 +684,15 @@ void provider_free(provider *p)
     }
     free(p->syncs);
     free_list(p->hosts, p->nhosts);
+    free_list(p->operator_hosts, p->noperator_hosts);
     free_list(p->data_categories, p->ncategories);
     json_decref(p->auth);
     free(p->auth_type);
+    free(p->authn.field);
+    free(p->authn.name);
+    free(p->authn.prefix);
+    free(p->authn.instructions);
+    free_list(p->authn.settings, p->authn.nsettings);
     free(p->source);
     free(p->slug);
     free(p->name);
@@ -623,12 +741,39 @@ int provider_override_base_url(provider *p, const char *url, ferr *err)
         p->hosts = hosts;
         p->hosts[p->nhosts++] = strdup(host);
     }
+    char **ops = realloc(p->operator_hosts, (p->noperator_hosts + 1) * sizeof *ops);
+    if (!ops) {
+        ferr_set(err, FERR_INTERNAL, "out of memory");
+        goto out;
+    }
+    p->operator_hosts = ops;
+    p->operator_hosts[p->noperator_hosts++] = strdup(host);
     rc = 0;
 out:
     curl_free(host);
     curl_free(scheme);
     curl_url_cleanup(u);
     return rc;
+}
+
+int provider_allows_private(const provider *p, const char *host)
+{
+    unsigned char addr[16];
+    char bare[64];
+    size_t n = strlen(host);
+    /* curl writes IPv6 hosts in brackets. */
+    if (n > 2 && n < sizeof bare + 2 && host[0] == '[' && host[n - 1] == ']') {
+        memcpy(bare, host + 1, n - 2);
+        bare[n - 2] = 0;
+        if (inet_pton(AF_INET6, bare, addr) == 1)
+            return 1;
+    }
+    if (inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1)
+        return 1;
+    for (size_t i = 0; i < p->noperator_hosts; i++)
+        if (strcasecmp(p->operator_hosts[i], host) == 0)
+            return 1;
+    return 0;
 }
 
 provider_tool *provider_tool_find(provider *p, const char *name)

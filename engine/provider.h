@@ -36,14 +36,34 @@ typedef struct provider_sync {
     int run_ref;
 } provider_sync;
 
+/* Where the core puts a connection's credential (the script never sees it). */
+typedef enum auth_kind { AUTH_NONE, AUTH_API_KEY, AUTH_BASIC, AUTH_OAUTH2 } auth_kind;
+typedef enum auth_place { AUTH_IN_HEADER, AUTH_IN_QUERY, AUTH_IN_BODY } auth_place;
+
+typedef struct provider_auth {
+    auth_kind kind;
+    char *field;           /* api_key: the credential's field name (default "api_key") */
+    auth_place place;      /* api_key: header, query parameter or JSON body field */
+    char *name;            /* that header / parameter / field name */
+    char *prefix;          /* e.g. "Bearer "; may be NULL */
+    char **settings;       /* non-secret per-connection settings (ctx.connection.settings) */
+    size_t nsettings;
+    char *instructions;    /* how a user obtains the credential; may be NULL */
+} provider_auth;
+
 struct provider {
     char *source;          /* where it came from: "providers/x.lua" or a path */
     char *slug, *name, *category, *description;
     char *base_url;        /* NULL when the provider has none */
     char **hosts;
     size_t nhosts;
+    char **operator_hosts; /* hosts an operator pointed the provider at (--base-url) */
+    size_t noperator_hosts;
     char *auth_type;       /* none, api_key, basic, oauth2 */
     json_t *auth;          /* the whole auth declaration (no secrets: it is code) */
+    provider_auth authn;   /* the same, parsed */
+    int check_ref;         /* check(ctx) verifying a new connection, or LUA_NOREF */
+    int rotate_every_days; /* the vendor's advice for rotating the credential; 0: none */
     char **data_categories;
     size_t ncategories;
     provider_tool *tools;
@@ -67,6 +87,10 @@ int provider_override_base_url(provider *p, const char *url, ferr *err);
 
 /* Whether `host` (lowercase) is one the provider declared. */
 int provider_allows_host(const provider *p, const char *host);
+/* Whether a declared host may be a non-public address: an IP address the
+ * provider wrote itself, or a host an operator gave with --base-url. A
+ * declared name that resolves to a private address is refused otherwise. */
+int provider_allows_private(const provider *p, const char *host);
 
 /* A tool by its declared name, or NULL. */
 provider_tool *provider_tool_find(provider *p, const char *name);

@@ -56,6 +56,52 @@ static const char *const migrations[] = {
     "  value TEXT NOT NULL,"
     "  updated_at INTEGER NOT NULL,"
     "  PRIMARY KEY (provider, connection, key));",
+
+    /* 1 → 2: the vault, connections (the brief's user_integrations), and
+     * what discovery needs: dismissed suggestions, usage, rotation policy. */
+    "CREATE TABLE vault_meta ("
+    "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  generation INTEGER NOT NULL,"
+    "  key_check BLOB NOT NULL,"
+    "  rotated_at INTEGER NOT NULL);"
+    "CREATE TABLE connections ("
+    "  id TEXT PRIMARY KEY,"
+    "  integration TEXT NOT NULL,"
+    "  team_id INTEGER NOT NULL REFERENCES teams(id),"
+    "  user_id INTEGER NOT NULL REFERENCES users(id),"
+    "  scope TEXT NOT NULL CHECK (scope IN ('user','team')),"
+    "  label TEXT,"
+    "  account_label TEXT,"
+    "  status TEXT NOT NULL DEFAULT 'active'"
+    "    CHECK (status IN ('active','error','reconnect_required','disabled')),"
+    "  settings TEXT,"
+    "  wrapped_key BLOB NOT NULL,"
+    "  connected_at INTEGER NOT NULL,"
+    "  credential_set_at INTEGER NOT NULL,"
+    "  last_used_at INTEGER,"
+    "  last_synced_at INTEGER,"
+    "  usage_count INTEGER NOT NULL DEFAULT 0,"
+    "  last_error TEXT);"
+    "CREATE INDEX connections_team ON connections(team_id, integration);"
+    "CREATE TABLE connection_secrets ("
+    "  connection_id TEXT NOT NULL REFERENCES connections(id) ON DELETE CASCADE,"
+    "  field TEXT NOT NULL,"
+    "  sealed BLOB NOT NULL,"
+    "  PRIMARY KEY (connection_id, field));"
+    "CREATE TABLE suggestion_dismissals ("
+    "  user_id INTEGER NOT NULL REFERENCES users(id),"
+    "  team_id INTEGER NOT NULL REFERENCES teams(id),"
+    "  integration TEXT NOT NULL,"
+    "  dismissed_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (user_id, team_id, integration));"
+    "CREATE TABLE integration_usage ("
+    "  integration TEXT PRIMARY KEY,"
+    "  calls INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE rotation_policies ("
+    "  team_id INTEGER NOT NULL REFERENCES teams(id),"
+    "  integration TEXT NOT NULL,"
+    "  every_days INTEGER NOT NULL CHECK (every_days > 0),"
+    "  PRIMARY KEY (team_id, integration));",
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))
@@ -79,6 +125,28 @@ enum stmt_id {
     ST_KV_GET,
     ST_KV_SET,
     ST_KV_DELETE,
+    ST_VAULT_GET,
+    ST_VAULT_INIT,
+    ST_VAULT_UPDATE,
+    ST_CONN_INSERT,
+    ST_SECRET_PUT,
+    ST_CONN_GET,
+    ST_CONN_LIST,
+    ST_CONN_PICK,
+    ST_CONN_DELETE,
+    ST_CONN_WRAPPED_ALL,
+    ST_CONN_REWRAP,
+    ST_SECRETS_GET,
+    ST_CONN_STATUS,
+    ST_CONN_ACCOUNT,
+    ST_CONN_USED,
+    ST_USAGE_ADD,
+    ST_USAGE_ALL,
+    ST_DISMISS,
+    ST_DISMISSED,
+    ST_POLICY_SET,
+    ST_POLICY_DELETE,
+    ST_POLICY_GET,
     ST_COUNT
 };
 
@@ -111,6 +179,43 @@ static const char *const stmt_sql[ST_COUNT] = {
                   " ON CONFLICT(provider, connection, key) DO UPDATE SET value = excluded.value,"
                   " updated_at = excluded.updated_at",
     [ST_KV_DELETE] = "DELETE FROM script_kv WHERE provider = ?1 AND connection = ?2 AND key = ?3",
+    [ST_VAULT_GET] = "SELECT generation, key_check FROM vault_meta WHERE id = 1",
+    [ST_VAULT_INIT] = "INSERT INTO vault_meta(id, generation, key_check, rotated_at) VALUES (1, 1, ?1, ?2)",
+    [ST_VAULT_UPDATE] = "UPDATE vault_meta SET generation = generation + 1, key_check = ?1, rotated_at = ?2 WHERE id = 1",
+    [ST_CONN_INSERT] = "INSERT INTO connections(id, integration, team_id, user_id, scope, label, account_label,"
+                       " settings, wrapped_key, connected_at, credential_set_at)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+    [ST_SECRET_PUT] = "INSERT INTO connection_secrets(connection_id, field, sealed) VALUES (?1, ?2, ?3)",
+#define CONN_COLUMNS                                                                                  \
+    "c.id, c.integration, c.team_id, c.user_id, u.name, c.scope, c.label, c.account_label, c.status,"  \
+    " c.settings, c.wrapped_key, c.connected_at, c.credential_set_at, c.last_used_at, c.last_synced_at," \
+    " c.usage_count, c.last_error FROM connections c JOIN users u ON u.id = c.user_id"
+    [ST_CONN_GET] = "SELECT " CONN_COLUMNS " WHERE c.id = ?1",
+    [ST_CONN_LIST] = "SELECT " CONN_COLUMNS " WHERE c.team_id = ?1 AND (c.scope = 'team' OR c.user_id = ?2)"
+                     " ORDER BY c.connected_at, c.id",
+    /* The caller's own connection first, then the team's, newest first. */
+    [ST_CONN_PICK] = "SELECT " CONN_COLUMNS " WHERE c.team_id = ?1 AND c.integration = ?3"
+                     " AND (c.scope = 'team' OR c.user_id = ?2)"
+                     " ORDER BY (c.user_id = ?2 AND c.scope = 'user') DESC, c.connected_at DESC LIMIT 1",
+    [ST_CONN_DELETE] = "DELETE FROM connections WHERE id = ?1",
+    [ST_CONN_WRAPPED_ALL] = "SELECT id, wrapped_key FROM connections",
+    [ST_CONN_REWRAP] = "UPDATE connections SET wrapped_key = ?2 WHERE id = ?1",
+    [ST_SECRETS_GET] = "SELECT field, sealed FROM connection_secrets WHERE connection_id = ?1 ORDER BY field",
+    [ST_CONN_STATUS] = "UPDATE connections SET status = ?2, last_error = ?3 WHERE id = ?1",
+    [ST_CONN_ACCOUNT] = "UPDATE connections SET account_label = ?2 WHERE id = ?1",
+    [ST_CONN_USED] = "UPDATE connections SET usage_count = usage_count + 1, last_used_at = ?2 WHERE id = ?1",
+    [ST_USAGE_ADD] = "INSERT INTO integration_usage(integration, calls) VALUES (?1, 1)"
+                     " ON CONFLICT(integration) DO UPDATE SET calls = calls + 1",
+    [ST_USAGE_ALL] = "SELECT integration, calls FROM integration_usage",
+    [ST_DISMISS] = "INSERT INTO suggestion_dismissals(user_id, team_id, integration, dismissed_at)"
+                   " VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+    [ST_DISMISSED] = "SELECT integration FROM suggestion_dismissals WHERE user_id = ?1 AND team_id = ?2",
+    [ST_POLICY_SET] = "INSERT INTO rotation_policies(team_id, integration, every_days) VALUES (?1, ?2, ?3)"
+                      " ON CONFLICT(team_id, integration) DO UPDATE SET every_days = excluded.every_days",
+    [ST_POLICY_DELETE] = "DELETE FROM rotation_policies WHERE team_id = ?1 AND integration = ?2",
+    /* The integration's own policy wins over the team-wide '*'. */
+    [ST_POLICY_GET] = "SELECT every_days FROM rotation_policies WHERE team_id = ?1 AND integration IN (?2, '*')"
+                      " ORDER BY integration = '*' LIMIT 1",
 };
 
 struct store {
@@ -210,7 +315,10 @@ int store_open(const char *data_dir, store **out, int *from, int *to, ferr *err)
     char *msg = NULL;
     if (sqlite3_exec(s->db,
                      "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
-                     " PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                     " PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
+                     /* Deleted rows (a removed connection's sealed
+                      * secrets) are overwritten, not left in free pages. */
+                     " PRAGMA secure_delete = ON;",
                      NULL, NULL, &msg) != SQLITE_OK) {
         ferr_set(err, FERR_INTERNAL, "store: configuring %s: %s", path, msg ? msg : "?");
         sqlite3_free(msg);
@@ -406,6 +514,20 @@ int store_call_log_append(store *s, const call_record *rows, size_t n, ferr *err
             exec_simple(s, ST_ROLLBACK);
             return -1;
         }
+        /* Usage rides in the same transaction: no write per call. */
+        if (r->connection_id) {
+            sqlite3_stmt *u = stmt(s, ST_CONN_USED);
+            sqlite3_bind_text(u, 1, r->connection_id, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(u, 2, r->ts_ms);
+            sqlite3_step(u);
+            sqlite3_reset(u);
+        }
+        if (r->integration) {
+            sqlite3_stmt *u = stmt(s, ST_USAGE_ADD);
+            sqlite3_bind_text(u, 1, r->integration, -1, SQLITE_STATIC);
+            sqlite3_step(u);
+            sqlite3_reset(u);
+        }
     }
     sqlite3_reset(s->st[ST_CALL_INSERT]);
     if (exec_simple(s, ST_COMMIT) < 0) {
@@ -457,4 +579,335 @@ int store_kv_set(store *s, const char *provider, const char *connection, const c
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     return rc == SQLITE_DONE ? 0 : db_fail(s, err, "writing script state");
+}
+
+/* ---- the vault's rows ---- */
+
+int store_vault_get(store *s, int64_t *generation, unsigned char **key_check, size_t *len, ferr *err)
+{
+    *key_check = NULL;
+    *len = 0;
+    *generation = 0;
+    sqlite3_stmt *st = stmt(s, ST_VAULT_GET);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *generation = sqlite3_column_int64(st, 0);
+        int n = sqlite3_column_bytes(st, 1);
+        *key_check = malloc(n > 0 ? (size_t)n : 1);
+        if (*key_check) {
+            memcpy(*key_check, sqlite3_column_blob(st, 1), (size_t)n);
+            *len = (size_t)n;
+        }
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_fail(s, err, "reading the vault");
+    return rc == SQLITE_ROW ? 1 : 0;
+}
+
+int store_vault_init(store *s, const unsigned char *key_check, size_t len, ferr *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_VAULT_INIT);
+    sqlite3_bind_blob(st, 1, key_check, (int)len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now_ms());
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_fail(s, err, "initialising the vault");
+}
+
+int store_vault_rewrap(store *s, store_rewrap_fn rewrap, void *ud, const unsigned char *key_check, size_t len,
+                       ferr *err)
+{
+    if (exec_simple(s, ST_BEGIN) < 0)
+        return db_fail(s, err, "begin");
+    /* Collect first: updating rows while stepping the same table's select
+     * is legal in SQLite but harder to reason about. */
+    typedef struct item {
+        char *id;
+        unsigned char *blob;
+        int n;
+    } item;
+    item *items = NULL;
+    size_t n = 0, cap = 0;
+    int ok = 1;
+    sqlite3_stmt *st = stmt(s, ST_CONN_WRAPPED_ALL);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            item *ni = realloc(items, cap * sizeof *ni);
+            if (!ni) {
+                ok = 0;
+                break;
+            }
+            items = ni;
+        }
+        items[n].id = strdup((const char *)sqlite3_column_text(st, 0));
+        items[n].n = sqlite3_column_bytes(st, 1);
+        items[n].blob = malloc(items[n].n > 0 ? (size_t)items[n].n : 1);
+        memcpy(items[n].blob, sqlite3_column_blob(st, 1), (size_t)items[n].n);
+        n++;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        ok = 0;
+    if (!ok)
+        db_fail(s, err, "reading data keys");
+    for (size_t i = 0; ok && i < n; i++) {
+        unsigned char *out = NULL;
+        size_t outlen = 0;
+        if (rewrap(ud, items[i].id, items[i].blob, (size_t)items[i].n, &out, &outlen, err) < 0) {
+            ok = 0;
+            break;
+        }
+        st = stmt(s, ST_CONN_REWRAP);
+        sqlite3_bind_text(st, 1, items[i].id, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 2, out, (int)outlen, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            db_fail(s, err, "re-wrapping a data key");
+            ok = 0;
+        }
+        sqlite3_reset(st);
+        free(out);
+    }
+    if (ok) {
+        st = stmt(s, ST_VAULT_UPDATE);
+        sqlite3_bind_blob(st, 1, key_check, (int)len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, now_ms());
+        if (sqlite3_step(st) != SQLITE_DONE || sqlite3_changes(s->db) != 1) {
+            db_fail(s, err, "updating the vault");
+            ok = 0;
+        }
+        sqlite3_reset(st);
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(items[i].id);
+        free(items[i].blob);
+    }
+    free(items);
+    if (ok && exec_simple(s, ST_COMMIT) == 0)
+        return 0;
+    if (ok)
+        db_fail(s, err, "commit");
+    exec_simple(s, ST_ROLLBACK);
+    return -1;
+}
+
+/* ---- connections ---- */
+
+static void read_connection(sqlite3_stmt *st, store_connection *c)
+{
+    memset(c, 0, sizeof *c);
+    copy_name(c->id, sizeof c->id, sqlite3_column_text(st, 0));
+    copy_name(c->integration, sizeof c->integration, sqlite3_column_text(st, 1));
+    c->team_id = sqlite3_column_int64(st, 2);
+    c->user_id = sqlite3_column_int64(st, 3);
+    copy_name(c->user, sizeof c->user, sqlite3_column_text(st, 4));
+    copy_name(c->scope, sizeof c->scope, sqlite3_column_text(st, 5));
+    copy_name(c->label, sizeof c->label, sqlite3_column_text(st, 6));
+    copy_name(c->account_label, sizeof c->account_label, sqlite3_column_text(st, 7));
+    copy_name(c->status, sizeof c->status, sqlite3_column_text(st, 8));
+    const unsigned char *settings = sqlite3_column_text(st, 9);
+    c->settings = settings ? strdup((const char *)settings) : NULL;
+    int n = sqlite3_column_bytes(st, 10);
+    if (n > 0 && (size_t)n <= sizeof c->wrapped_key) {
+        memcpy(c->wrapped_key, sqlite3_column_blob(st, 10), (size_t)n);
+        c->wrapped_len = (size_t)n;
+    }
+    c->connected_at = sqlite3_column_int64(st, 11);
+    c->credential_set_at = sqlite3_column_int64(st, 12);
+    c->last_used_at = sqlite3_column_int64(st, 13);
+    c->last_synced_at = sqlite3_column_int64(st, 14);
+    c->usage_count = sqlite3_column_int64(st, 15);
+    copy_name(c->last_error, sizeof c->last_error, sqlite3_column_text(st, 16));
+}
+
+void store_connection_clear(store_connection *c)
+{
+    free(c->settings);
+    c->settings = NULL;
+}
+
+int store_connection_insert(store *s, const store_connection *c, const store_secret *secrets, size_t n, ferr *err)
+{
+    if (exec_simple(s, ST_BEGIN) < 0)
+        return db_fail(s, err, "begin");
+    int64_t ts = c->connected_at ? c->connected_at : now_ms();
+    sqlite3_stmt *st = stmt(s, ST_CONN_INSERT);
+    sqlite3_bind_text(st, 1, c->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, c->integration, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, c->team_id);
+    sqlite3_bind_int64(st, 4, c->user_id);
+    sqlite3_bind_text(st, 5, c->scope, -1, SQLITE_STATIC);
+    bind_text_or_null(st, 6, c->label[0] ? c->label : NULL);
+    bind_text_or_null(st, 7, c->account_label[0] ? c->account_label : NULL);
+    bind_text_or_null(st, 8, c->settings);
+    sqlite3_bind_blob(st, 9, c->wrapped_key, (int)c->wrapped_len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 10, ts);
+    int ok = sqlite3_step(st) == SQLITE_DONE;
+    sqlite3_reset(st);
+    for (size_t i = 0; ok && i < n; i++) {
+        st = stmt(s, ST_SECRET_PUT);
+        sqlite3_bind_text(st, 1, c->id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, secrets[i].field, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 3, secrets[i].sealed, (int)secrets[i].len, SQLITE_STATIC);
+        ok = sqlite3_step(st) == SQLITE_DONE;
+        sqlite3_reset(st);
+    }
+    if (ok && exec_simple(s, ST_COMMIT) == 0)
+        return 0;
+    db_fail(s, err, "storing the connection");
+    exec_simple(s, ST_ROLLBACK);
+    return -1;
+}
+
+static int one_connection(store *s, sqlite3_stmt *st, store_connection *out, ferr *err)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        read_connection(st, out);
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_fail(s, err, "reading connections");
+    return rc == SQLITE_ROW ? 0 : 1;
+}
+
+int store_connection_get(store *s, const char *id, store_connection *out, ferr *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_CONN_GET);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    return one_connection(s, st, out, err);
+}
+
+int store_connection_pick(store *s, int64_t team_id, int64_t user_id, const char *integration,
+                          store_connection *out, ferr *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_CONN_PICK);
+    sqlite3_bind_int64(st, 1, team_id);
+    sqlite3_bind_int64(st, 2, user_id);
+    sqlite3_bind_text(st, 3, integration, -1, SQLITE_STATIC);
+    return one_connection(s, st, out, err);
+}
+
+int store_connections_list(store *s, int64_t team_id, int64_t user_id, store_connection_fn fn, void *ud,
+                           ferr *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_CONN_LIST);
+    sqlite3_bind_int64(st, 1, team_id);
+    sqlite3_bind_int64(st, 2, user_id);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        store_connection c;
+        read_connection(st, &c);
+        fn(ud, &c);
+        store_connection_clear(&c);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_fail(s, err, "listing connections");
+}
+
+int store_connection_delete(store *s, const char *id, ferr *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_CONN_DELETE);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return db_fail(s, err, "deleting the connection");
+    if (sqlite3_changes(s->db) == 0)
+        return ferr_set(err, FERR_NOT_FOUND, "no connection %s", id);
+    return 0;
+}
+
+int store_connection_secrets(store *s, const char *id, store_secret_fn fn, void *ud, ferr *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_SECRETS_GET);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc, stop = 0;
+    while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        stop = fn(ud, (const char *)sqlite3_column_text(st, 0), sqlite3_column_blob(st, 1),
+                  (size_t)sqlite3_column_bytes(st, 1));
+    sqlite3_reset(st);
+    if (stop)
+        return -1;
+    return rc == SQLITE_DONE ? 0 : db_fail(s, err, "reading sealed credentials");
+}
+
+int store_connection_set_status(store *s, const char *id, const char *status, const char *last_error, ferr *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_CONN_STATUS);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
+    bind_text_or_null(st, 3, last_error);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_fail(s, err, "updating the connection");
+}
+
+int store_connection_set_account(store *s, const char *id, const char *account_label, ferr *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_CONN_ACCOUNT);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    bind_text_or_null(st, 2, account_label);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_fail(s, err, "updating the connection");
+}
+
+/* ---- discovery ---- */
+
+int store_integration_usage(store *s, store_usage_fn fn, void *ud, ferr *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_USAGE_ALL);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        fn(ud, (const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1));
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_fail(s, err, "reading usage");
+}
+
+int store_dismiss(store *s, int64_t user_id, int64_t team_id, const char *integration, ferr *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_DISMISS);
+    sqlite3_bind_int64(st, 1, user_id);
+    sqlite3_bind_int64(st, 2, team_id);
+    sqlite3_bind_text(st, 3, integration, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, now_ms());
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_fail(s, err, "dismissing");
+}
+
+int store_dismissed(store *s, int64_t user_id, int64_t team_id, store_name_fn fn, void *ud, ferr *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_DISMISSED);
+    sqlite3_bind_int64(st, 1, user_id);
+    sqlite3_bind_int64(st, 2, team_id);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        fn(ud, (const char *)sqlite3_column_text(st, 0));
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_fail(s, err, "reading dismissals");
+}
+
+int store_policy_set(store *s, int64_t team_id, const char *integration, int every_days, ferr *err)
+{
+    sqlite3_stmt *st = stmt(s, every_days > 0 ? ST_POLICY_SET : ST_POLICY_DELETE);
+    sqlite3_bind_int64(st, 1, team_id);
+    sqlite3_bind_text(st, 2, integration, -1, SQLITE_STATIC);
+    if (every_days > 0)
+        sqlite3_bind_int(st, 3, every_days);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_fail(s, err, "setting the rotation policy");
+}
+
+int store_policy_get(store *s, int64_t team_id, const char *integration)
+{
+    sqlite3_stmt *st = stmt(s, ST_POLICY_GET);
+    sqlite3_bind_int64(st, 1, team_id);
+    sqlite3_bind_text(st, 2, integration, -1, SQLITE_STATIC);
+    int days = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
+    sqlite3_reset(st);
+    return days;
 }

@@ -59,6 +59,7 @@ typedef struct call_record {
     double duration_ms;
     const char *arguments;    /* JSON with secrets already removed */
     const char *error_message;
+    const char *integration;  /* counted in integration_usage; may be NULL */
 } call_record;
 
 /* Appends rows in one transaction. */
@@ -71,5 +72,77 @@ int store_kv_get(store *s, const char *provider, const char *connection,
                  const char *key, char **value_out, ferr *err);   /* *value_out NULL when absent; free() it */
 int store_kv_set(store *s, const char *provider, const char *connection,
                  const char *key, const char *value, ferr *err);  /* value NULL deletes */
+
+/* ---- the vault's rows (the crypto is in vault.c) ---- */
+
+/* 1 and the current generation and key check; 0 when the vault was never
+ * set up; -1 on error. *key_check is malloc'd. */
+int store_vault_get(store *s, int64_t *generation, unsigned char **key_check, size_t *len, ferr *err);
+int store_vault_init(store *s, const unsigned char *key_check, size_t len, ferr *err);
+/* Re-wraps every connection's data key and replaces the key check, in one
+ * transaction (all or nothing); the generation goes up by one. */
+typedef int (*store_rewrap_fn)(void *ud, const char *connection_id, const unsigned char *wrapped, size_t len,
+                               unsigned char **out, size_t *outlen, ferr *err);
+int store_vault_rewrap(store *s, store_rewrap_fn rewrap, void *ud, const unsigned char *key_check, size_t len,
+                       ferr *err);
+
+/* ---- connections ---- */
+
+typedef struct store_connection {
+    char id[40];
+    char integration[64];
+    int64_t team_id;
+    int64_t user_id;
+    char user[65];                 /* who connected it */
+    char scope[8];                 /* user | team */
+    char label[128];
+    char account_label[256];
+    char status[24];               /* active, error, reconnect_required, disabled */
+    char *settings;                /* JSON object text of non-secret settings, or NULL; owned */
+    unsigned char wrapped_key[128];
+    size_t wrapped_len;
+    int64_t connected_at, credential_set_at, last_used_at, last_synced_at, usage_count;
+    char last_error[512];
+} store_connection;
+
+typedef struct store_secret {
+    const char *field;
+    const unsigned char *sealed;
+    size_t len;
+} store_secret;
+
+void store_connection_clear(store_connection *c);
+/* The connection row and its sealed secrets, in one transaction. */
+int store_connection_insert(store *s, const store_connection *c, const store_secret *secrets, size_t n,
+                            ferr *err);
+/* 0 found, 1 absent, -1 error; clear *out with store_connection_clear. */
+int store_connection_get(store *s, const char *id, store_connection *out, ferr *err);
+/* The connection a call by user in team uses for `integration`: the user's
+ * own first, then the team's shared one, newest first. */
+int store_connection_pick(store *s, int64_t team_id, int64_t user_id, const char *integration,
+                          store_connection *out, ferr *err);
+/* Connections a member sees: the team's shared ones and their own. */
+typedef void (*store_connection_fn)(void *ud, const store_connection *c);
+int store_connections_list(store *s, int64_t team_id, int64_t user_id, store_connection_fn fn, void *ud,
+                           ferr *err);
+/* not_found when absent. Secrets go with it (overwritten: secure_delete). */
+int store_connection_delete(store *s, const char *id, ferr *err);
+/* fn returns non-zero to stop (then this returns -1 without touching err). */
+typedef int (*store_secret_fn)(void *ud, const char *field, const void *sealed, size_t len);
+int store_connection_secrets(store *s, const char *id, store_secret_fn fn, void *ud, ferr *err);
+int store_connection_set_status(store *s, const char *id, const char *status, const char *last_error, ferr *err);
+int store_connection_set_account(store *s, const char *id, const char *account_label, ferr *err);
+
+/* ---- discovery ---- */
+
+typedef void (*store_usage_fn)(void *ud, const char *integration, int64_t calls);
+int store_integration_usage(store *s, store_usage_fn fn, void *ud, ferr *err);
+int store_dismiss(store *s, int64_t user_id, int64_t team_id, const char *integration, ferr *err);
+typedef void (*store_name_fn)(void *ud, const char *name);
+int store_dismissed(store *s, int64_t user_id, int64_t team_id, store_name_fn fn, void *ud, ferr *err);
+/* Rotation policy of a team (every_days 0 deletes); "*" is team-wide. */
+int store_policy_set(store *s, int64_t team_id, const char *integration, int every_days, ferr *err);
+/* Days, or 0 when the team has no policy for it. */
+int store_policy_get(store *s, int64_t team_id, const char *integration);
 
 #endif

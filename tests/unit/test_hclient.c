@@ -304,7 +304,7 @@ static int get(env *e, const char *path, long timeout_ms, result *r, hclient_xfe
 {
     char url[256];
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", e->port, path);
-    hclient_request req = {.url = url, .timeout_ms = timeout_ms, .label = "test"};
+    hclient_request req = {.url = url, .timeout_ms = timeout_ms, .label = "test", .allow_private = 1};
     ferr err = {0};
     int rc = hclient_start(e->client, &req, on_done, r, x, &err);
     if (rc < 0)
@@ -436,7 +436,7 @@ static void refused_connection_is_upstream_error(void)
     snprintf(url, sizeof url, "http://127.0.0.1:%d/", port);
     int done = 0;
     result r = {.counter = &done};
-    hclient_request req = {.url = url, .timeout_ms = 5000};
+    hclient_request req = {.url = url, .timeout_ms = 5000, .allow_private = 1};
     ferr err = {0};
     CHECK_INT(hclient_start(e.client, &req, on_done, &r, NULL, &err), 0);
     run_until(&e, &done, 1);
@@ -445,6 +445,33 @@ static void refused_connection_is_upstream_error(void)
     CHECK_CONTAINS(r.message, "127.0.0.1");
     result_clear(&r);
     ferr_clear(&err);
+    teardown(&e);
+}
+
+/* Without allow_private, loopback (and every other non-public address) is
+ * refused before any connection is made: the server never sees a request. */
+static void non_public_address_is_egress_denied_unless_allowed(void)
+{
+    env e;
+    setup(&e, NULL);
+    static const char *const urls[] = {"http://127.0.0.1:%d/json", "http://localhost:%d/json",
+                                       "http://[::1]:%d/json", "http://169.254.169.254:%d/latest",
+                                       "http://10.1.2.3:%d/", "http://192.168.1.1:%d/", "http://0.0.0.0:%d/"};
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        char url[128];
+        snprintf(url, sizeof url, urls[i], e.port);
+        int done = 0;
+        result r = {.counter = &done};
+        hclient_request req = {.url = url, .timeout_ms = 3000};
+        ferr err = {0};
+        CHECK_INT(hclient_start(e.client, &req, on_done, &r, NULL, &err), 0);
+        run_until(&e, &done, 1);
+        CHECK_INT(r.failed, 1);
+        CHECK_INT(r.code, FERR_EGRESS_DENIED);
+        CHECK_CONTAINS(r.message, "non-public address");
+        result_clear(&r);
+        ferr_clear(&err);
+    }
     teardown(&e);
 }
 
@@ -479,19 +506,19 @@ static void post_body_and_custom_headers_arrive(void)
     struct curl_slist *h = curl_slist_append(NULL, "X-Test: hello there");
     h = curl_slist_append(h, "Content-Type: application/json");
     const char body[] = "{\"a\":1,\"b\":\"\\u00e9\"}";
-    hclient_request req = {.method = "POST", .url = url, .headers = h, .body = body, .body_len = sizeof body - 1};
+    hclient_request req = {.method = "POST", .url = url, .headers = h, .body = body, .body_len = sizeof body - 1, .allow_private = 1};
     ferr err = {0};
     CHECK_INT(hclient_start(e.client, &req, on_done, &post, NULL, &err), 0);
     CHECK(req.headers == NULL);   /* the client took them */
 
     /* The body is copied at start: the caller's buffer may go away. */
     char *tmp = strdup("replace me");
-    hclient_request req2 = {.method = "PUT", .url = url, .body = tmp, .body_len = strlen(tmp)};
+    hclient_request req2 = {.method = "PUT", .url = url, .body = tmp, .body_len = strlen(tmp), .allow_private = 1};
     CHECK_INT(hclient_start(e.client, &req2, on_done, &put, NULL, &err), 0);
     memset(tmp, 'X', strlen(tmp));
     free(tmp);
 
-    hclient_request req3 = {.method = "DELETE", .url = url};
+    hclient_request req3 = {.method = "DELETE", .url = url, .allow_private = 1};
     CHECK_INT(hclient_start(e.client, &req3, on_done, &del, NULL, &err), 0);
 
     run_until(&e, &done, 3);
@@ -672,6 +699,7 @@ TESTS(TEST(successful_get_returns_status_lowercased_headers_and_body), TEST(redi
       TEST(deadline_ends_with_upstream_timeout), TEST(default_deadline_comes_from_the_config),
       TEST(response_over_the_cap_is_payload_too_large), TEST(refused_connection_is_upstream_error),
       TEST(unsupported_scheme_fails_without_a_request), TEST(post_body_and_custom_headers_arrive),
+      TEST(non_public_address_is_egress_denied_unless_allowed),
       TEST(cancel_prevents_the_done_callback), TEST(many_transfers_in_flight_all_complete),
       TEST(slow_first_request_does_not_hold_up_others_to_the_same_host),
       TEST(connections_are_reused_between_transfers), TEST(free_with_transfers_in_flight_releases_everything),
