@@ -6,6 +6,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #define MAX_SECRET_LEN 8192
@@ -25,7 +26,97 @@ void credentials_wipe(credentials *c)
         vault_wipe(c->items[i].value, c->items[i].len);
         free(c->items[i].value);
     }
+    for (size_t i = 0; i < c->nmasks; i++) {
+        vault_wipe(c->masks[i], c->mask_len[i]);
+        free(c->masks[i]);
+    }
     memset(c, 0, sizeof *c);
+}
+
+/* Too short a value would mask ordinary text; real credentials are long. */
+#define MIN_MASK 6
+
+static void add_mask(credentials *c, const char *s, size_t n)
+{
+    if (n < MIN_MASK || c->nmasks == sizeof c->masks / sizeof c->masks[0])
+        return;
+    char *m = malloc(n + 1);
+    if (!m)
+        return;
+    memcpy(m, s, n);
+    m[n] = 0;
+    c->masks[c->nmasks] = m;
+    c->mask_len[c->nmasks++] = n;
+}
+
+static void build_masks(credentials *c)
+{
+    const credential *user = credentials_get(c, "username"), *pass = credentials_get(c, "password");
+    for (size_t i = 0; i < c->n; i++)
+        if (strcmp(c->items[i].field, "username") != 0)   /* a name is not a secret */
+            add_mask(c, c->items[i].value, c->items[i].len);
+    if (user && pass) {
+        size_t plen = user->len + 1 + pass->len;
+        char *pair = malloc(plen + 1);
+        char *b64 = malloc(4 * (plen / 3 + 1) + 1);
+        if (pair && b64) {
+            memcpy(pair, user->value, user->len);
+            pair[user->len] = ':';
+            memcpy(pair + user->len + 1, pass->value, pass->len);
+            int n = EVP_EncodeBlock((unsigned char *)b64, (unsigned char *)pair, (int)plen);
+            if (n > 0)
+                add_mask(c, b64, (size_t)n);
+        }
+        if (pair)
+            vault_wipe(pair, plen);
+        if (b64)
+            vault_wipe(b64, 4 * (plen / 3 + 1) + 1);
+        free(pair);
+        free(b64);
+    }
+}
+
+char *credentials_mask(const credentials *c, const char *text, size_t n, size_t *out_len)
+{
+    static const char replacement[] = "[redacted]";
+    if (!c || c->nmasks == 0)
+        return NULL;
+    char *out = NULL;
+    const char *src = text;
+    size_t len = n;
+    for (size_t m = 0; m < c->nmasks; m++) {
+        const char *hit = memmem(src, len, c->masks[m], c->mask_len[m]);
+        if (!hit)
+            continue;
+        /* Worst case every byte starts a match: bounded by len/mask. */
+        size_t cap = len + (len / c->mask_len[m] + 1) * sizeof replacement;
+        char *next = malloc(cap);
+        if (!next)
+            break;
+        size_t o = 0, i = 0;
+        while (hit) {
+            size_t skip = (size_t)(hit - (src + i));
+            memcpy(next + o, src + i, skip);
+            o += skip;
+            memcpy(next + o, replacement, sizeof replacement - 1);
+            o += sizeof replacement - 1;
+            i += skip + c->mask_len[m];
+            hit = memmem(src + i, len - i, c->masks[m], c->mask_len[m]);
+        }
+        memcpy(next + o, src + i, len - i);
+        o += len - i;
+        next[o] = 0;
+        if (out) {
+            vault_wipe(out, len);
+            free(out);
+        }
+        out = next;
+        src = out;
+        len = o;
+    }
+    if (out)
+        *out_len = len;
+    return out;
 }
 
 const credential *credentials_get(const credentials *c, const char *field)
@@ -281,6 +372,8 @@ int connections_open(store *db, vault *v, const store_connection *c, credentials
         return -1;
     int rc = store_connection_secrets(db, c->id, open_one, &o, err);
     vault_wipe(o.dek, sizeof o.dek);
+    if (rc == 0)
+        build_masks(out);
     if (rc < 0) {
         credentials_wipe(out);
         /* A credential that fails its check is unusable until replaced. */

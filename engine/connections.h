@@ -26,11 +26,21 @@ typedef struct credential {
 typedef struct credentials {
     credential items[8];
     size_t n;
+    /* Forms of the secrets to mask in what comes back (the values, and for
+     * basic auth the encoded pair an upstream might echo). */
+    char *masks[8];
+    size_t mask_len[8];
+    size_t nmasks;
 } credentials;
 
 void credentials_wipe(credentials *c);
 /* The value of `field`, or NULL. */
 const credential *credentials_get(const credentials *c, const char *field);
+
+/* A copy of text with every secret of `c` replaced by "[redacted]", or NULL
+ * when it holds none (then text is fine as it is). An upstream that echoes
+ * a credential must not hand it to the script, the agent or the logs. */
+char *credentials_mask(const credentials *c, const char *text, size_t n, size_t *out_len);
 
 typedef struct connection_spec {
     const char *integration;

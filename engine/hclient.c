@@ -42,6 +42,11 @@
 #define TLS_HOST_CONNECTIONS 16
 #define PLAIN_SHARDS 8
 #define NSHARDS (TLS_SHARDS + PLAIN_SHARDS)
+/* Each half of a kind's shards takes transfers allowed to reach non-public
+ * addresses, the other half the rest: a connection opened under one
+ * decision must never be reused under the other (the address check runs
+ * only when a connection is opened). */
+#define HALF(n) ((n) / 2)
 /* Idle connections a shard keeps open after a burst. */
 #define IDLE_CONNECTIONS 32
 
@@ -499,13 +504,16 @@ static CURL *new_easy(hclient *c)
     return e;
 }
 
-/* The least busy shard of the kind the URL needs, lowest first. */
-static shard *pick_shard(hclient *c, const char *url)
+/* The least busy shard of the kind the transfer needs, lowest first. */
+static shard *pick_shard(hclient *c, const char *url, int allow_private)
 {
     int tls = strncasecmp(url, "https:", 6) == 0;
-    int first = tls ? 0 : TLS_SHARDS, last = tls ? TLS_SHARDS : NSHARDS;
+    int first = tls ? 0 : TLS_SHARDS;
+    int count = HALF(tls ? TLS_SHARDS : PLAIN_SHARDS);
+    if (allow_private)
+        first += count;
     shard *best = &c->shards[first];
-    for (int i = first + 1; i < last && best->nactive > 0; i++)
+    for (int i = first + 1; i < first + count && best->nactive > 0; i++)
         if (c->shards[i].nactive < best->nactive)
             best = &c->shards[i];
     return best;
@@ -602,7 +610,7 @@ int hclient_start(hclient *c, hclient_request *req, hclient_done_fn done, void *
     }
 
     clock_gettime(CLOCK_MONOTONIC, &x->started);
-    shard *sh = pick_shard(c, req->url);
+    shard *sh = pick_shard(c, req->url, req->allow_private);
     if (curl_multi_add_handle(sh->multi, e) != CURLM_OK) {
         release(x);
         return ferr_set(err, FERR_INTERNAL, "cannot start the transfer");

@@ -32,11 +32,13 @@
 typedef struct pending {
     lhost_task *task;
     hclient_xfer *xfer;
+    const credentials *creds;   /* the call's; it outlives the transfer */
 } pending;
 
 typedef struct outcome {
     hclient_response *resp;
     ferr *err;
+    const credentials *creds;
 } outcome;
 
 static int l_json(lua_State *L)
@@ -51,6 +53,24 @@ static int l_json(lua_State *L)
     return 2;
 }
 
+/* Pushes text with the connection's secrets masked. */
+static void push_masked(lua_State *L, const credentials *creds, const char *text, size_t n)
+{
+    size_t len = 0;
+    char *masked = credentials_mask(creds, text, n, &len);
+    if (!masked) {
+        lua_pushlstring(L, text, n);
+        return;
+    }
+    /* pushlstring may raise on memory; the masked copy must not leak. */
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addlstring(&b, masked, len);
+    vault_wipe(masked, len);
+    free(masked);
+    luaL_pushresult(&b);
+}
+
 static int push_outcome(lua_State *L, void *ud)
 {
     outcome *o = ud;
@@ -59,6 +79,7 @@ static int push_outcome(lua_State *L, void *ud)
         lua_ctx_push_error(L, o->err->code, o->err->message);
         return 2;
     }
+    const credentials *creds = o->creds;
     hclient_response *r = o->resp;
     lua_createtable(L, 0, 5);
     lua_pushinteger(L, r->status);
@@ -71,16 +92,16 @@ static int push_outcome(lua_State *L, void *ud)
         lua_getfield(L, -1, r->headers[i].name);
         if (lua_isstring(L, -1)) {
             lua_pushliteral(L, ", ");
-            lua_pushstring(L, r->headers[i].value);
+            push_masked(L, creds, r->headers[i].value, strlen(r->headers[i].value));
             lua_concat(L, 3);
         } else {
             lua_pop(L, 1);
-            lua_pushstring(L, r->headers[i].value);
+            push_masked(L, creds, r->headers[i].value, strlen(r->headers[i].value));
         }
         lua_setfield(L, -2, r->headers[i].name);
     }
     lua_setfield(L, -2, "headers");
-    lua_pushlstring(L, r->body, r->body_len);
+    push_masked(L, creds, r->body, r->body_len);
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "body");
     lua_pushcclosure(L, l_json, 1);
@@ -92,8 +113,8 @@ static void on_done(void *arg, hclient_response *resp, ferr *err)
 {
     pending *p = arg;
     lhost_task *t = p->task;
+    outcome o = {resp, err, p->creds};
     free(p);
-    outcome o = {resp, err};
     lhost_task_wake(t, push_outcome, &o);
 }
 
@@ -447,6 +468,7 @@ static int l_request(lua_State *L)
         goto out;
     }
     p->task = lhost_running(lhost_from(L));
+    p->creds = c->creds;
     hclient_request req = {
         .method = method, .url = final_url, .headers = headers, .body = body, .body_len = body_len,
         .timeout_ms = timeout_ms, .request_id = c->request_id, .label = pv->slug, .host = host, .path = path,

@@ -18,6 +18,17 @@ if(LUA51 AND BUSTED)
       LABELS integration TIMEOUT 600
       ENVIRONMENT "FERRY_BIN=$<TARGET_FILE:ferry>;FAULT_SERVER=$<TARGET_FILE:fault_server>;LOADGEN=$<TARGET_FILE:loadgen>;FERRY_SOURCE=${PROJECT_SOURCE_DIR}")
   endforeach()
+  # Unit specs of the provider SDK (scripts/ferry): plain Lua that runs on
+  # 5.1 as well as in the engine's 5.4 sandbox.
+  file(GLOB FERRY_LUA_SPECS CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/lua/*_spec.lua)
+  foreach(spec IN LISTS FERRY_LUA_SPECS)
+    get_filename_component(name ${spec} NAME_WE)
+    add_test(NAME lua.${name}
+      COMMAND ${LUA51} ${BUSTED} "--lpath=${PROJECT_SOURCE_DIR}/scripts/?.lua;${PROJECT_SOURCE_DIR}/scripts/?/init.lua"
+              --output=utfTerminal ${spec}
+      WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+    set_tests_properties(lua.${name} PROPERTIES LABELS lua TIMEOUT 120)
+  endforeach()
 else()
   message(WARNING "busted (lua-busted) not found: integration tests are not registered")
 endif()

@@ -250,6 +250,28 @@ static void route_count_reset(struct fault_server *srv, struct evhttp_request *r
 }
 
 /* ------------------------------------------------------------------------ */
+/* /redirect?to=URL[&code=302]: a redirect anywhere, for egress tests        */
+
+static void route_redirect(struct fault_server *srv, struct evhttp_request *req)
+{
+    struct evkeyvalq q;
+    (void)srv;
+    if (query_parse(req, &q) != 0)
+        return;
+    const char *to = evhttp_find_header(&q, "to");
+    const char *code_text = evhttp_find_header(&q, "code");
+    int code = code_text ? atoi(code_text) : 302;
+    if (!to || code < 300 || code > 399) {
+        evhttp_clear_headers(&q);
+        reply_error(req, 400, "want ?to=URL and an optional 3xx code");
+        return;
+    }
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Location", to);
+    evhttp_clear_headers(&q);
+    reply_json(req, code, "{\"redirect\":true}");
+}
+
+/* ------------------------------------------------------------------------ */
 /* /json?n=N                                                                 */
 
 static json_t *items_doc(long n)
@@ -795,6 +817,7 @@ static const struct route {
     { "/truncated", 0, 0, route_truncated },
     { "/reset", 0, 0, route_reset },
     { "/gzip", 0, 0, route_gzip },
+    { "/redirect", 0, 0, route_redirect },
     { "/count", 0, 1, route_count },
     { "/count/reset", 0, 1, route_count_reset },
 };
