@@ -9,6 +9,7 @@
 #include "jsonfmt.h"
 #include "app.h"
 #include "discovery.h"
+#include "embedded.h"
 #include "metrics.h"
 
 static void get_healthz(hreq *r, void *arg)
@@ -137,8 +138,58 @@ fail:
     ferr_clear(&e);
 }
 
+/* The Connected Apps page (web/, built into the binary). It runs only its
+ * own script and style and talks only to this server. */
+static void serve_file(hreq *r, const char *path, const char *type)
+{
+    for (const embedded_file *f = embedded_files; f->path; f++)
+        if (strcmp(f->path, path) == 0) {
+            hreq_add_header(r, "Content-Security-Policy",
+                            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                            "img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'");
+            hreq_add_header(r, "X-Content-Type-Options", "nosniff");
+            hreq_add_header(r, "Referrer-Policy", "no-referrer");
+            hreq_reply_text(r, 200, type, f->data, f->len);
+            return;
+        }
+    ferr e = {0};
+    ferr_set(&e, FERR_NOT_FOUND, "no such file");
+    hreq_reply_error(r, &e);
+    ferr_clear(&e);
+}
+
+static void get_page(hreq *r, void *arg)
+{
+    (void)arg;
+    serve_file(r, "web/index.html", "text/html; charset=utf-8");
+}
+
+static void get_page_js(hreq *r, void *arg)
+{
+    (void)arg;
+    serve_file(r, "web/app.js", "text/javascript; charset=utf-8");
+}
+
+static void get_page_css(hreq *r, void *arg)
+{
+    (void)arg;
+    serve_file(r, "web/app.css", "text/css; charset=utf-8");
+}
+
+static void get_me(hreq *r, void *arg)
+{
+    (void)arg;
+    const principal *who = hreq_principal(r);
+    hreq_reply_json(r, 200, json_pack("{s:s, s:s, s:s, s:s}", "user", who->user, "team", who->team, "role",
+                                      who->is_admin ? "admin" : "member", "key_id", who->key_id));
+}
+
 void api_register(hserver *hs)
 {
+    hserver_route(hs, "GET", "/", "page", 0, get_page);
+    hserver_route(hs, "GET", "/app.js", "page", 0, get_page_js);
+    hserver_route(hs, "GET", "/app.css", "page", 0, get_page_css);
+    hserver_route(hs, "GET", "/v1/me", "me", ROUTE_AUTH, get_me);
     hserver_route(hs, "GET", "/healthz", "healthz", 0, get_healthz);
     hserver_route(hs, "GET", "/metrics", "metrics", ROUTE_LOOPBACK, get_metrics);
     hserver_route(hs, "GET", "/v1/tools", "tools", ROUTE_AUTH, get_tools);
