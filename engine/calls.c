@@ -201,6 +201,14 @@ static void on_task_done(lhost_task *t, lua_State *L, int nres, ferr *err, void 
      * being too large: say so with a gateway status. */
     if (e.code == FERR_PAYLOAD_TOO_LARGE)
         e.status = 502;
+    /* The upstream refused the credential: nobody should keep calling with
+     * it. The connection says so until a person reconnects it. */
+    if (e.code == FERR_RECONNECT_REQUIRED && c->has_conn) {
+        ferr ignore = {0};
+        store_connection_set_status(c->cs->cfg.svc.db, c->conn.id, "reconnect_required", e.message, &ignore);
+        ferr_clear(&ignore);
+        connections_reconnect_details(c->provider, c->conn.id, &e);
+    }
     finish(c, result, &e);
     json_decref(result);
     ferr_clear(&e);

@@ -154,13 +154,15 @@ static int in_names(const char *name, const char *const *names, size_t n)
 /* Exactly the declared names, each a non-empty string: else
  * invalid_arguments naming what is missing and what is extra. */
 static int check_fields(const char *what, json_t *given, const char *const *names, size_t n, int secret,
-                        ferr *err)
+                        int required, ferr *err)
 {
     if (given && !json_is_object(given))
         return ferr_set(err, FERR_INVALID_ARGUMENTS, "%s must be a JSON object", what);
     json_t *missing = json_array(), *extra = json_array();
     for (size_t i = 0; i < n; i++) {
         json_t *v = given ? json_object_get(given, names[i]) : NULL;
+        if (!v && !required)
+            continue;
         if (!json_is_string(v) || json_string_length(v) == 0 ||
             (secret && json_string_length(v) > MAX_SECRET_LEN))
             json_array_append_new(missing, json_string(names[i]));
@@ -224,9 +226,10 @@ int connections_create(store *db, vault *v, providers *ps, const principal *who,
 
     const char *fields[2];
     size_t nfields = secret_fields(p, fields);
-    if (check_fields("credentials", spec->credentials, fields, nfields, 1, err) < 0)
+    if (check_fields("credentials", spec->credentials, fields, nfields, 1, 1, err) < 0)
         return -1;
-    if (check_fields("settings", spec->settings, (const char *const *)p->authn.settings, p->authn.nsettings, 0,
+    /* Settings are optional; an undeclared one is still an error. */
+    if (check_fields("settings", spec->settings, (const char *const *)p->authn.settings, p->authn.nsettings, 0, 0,
                      err) < 0)
         return -1;
 
@@ -313,10 +316,7 @@ int connections_for_call(store *db, const principal *who, const provider *p, con
     if (strcmp(out->status, "reconnect_required") == 0) {
         ferr_set(err, FERR_RECONNECT_REQUIRED, "the %s connection %s needs to be reconnected by a person", p->name,
                  out->id);
-        char url[160];
-        snprintf(url, sizeof url, "/oauth/%s/start", p->slug);
-        ferr_detail(err, "reconnect_url", json_string(url));
-        ferr_detail(err, "connection_id", json_string(out->id));
+        connections_reconnect_details(p, out->id, err);
         store_connection_clear(out);
         return -1;
     }
@@ -326,6 +326,20 @@ int connections_for_call(store *db, const principal *who, const provider *p, con
         return -1;
     }
     return 0;
+}
+
+void connections_reconnect_details(const provider *p, const char *connection_id, ferr *err)
+{
+    /* OAuth reconnects through its start route; a key is replaced on the
+     * Connected Apps page. */
+    char url[200];
+    if (p->authn.kind == AUTH_OAUTH2)
+        snprintf(url, sizeof url, "/oauth/%s/start", p->slug);
+    else
+        snprintf(url, sizeof url, "/#%s", p->slug);
+    ferr_detail(err, "reconnect_url", json_string(url));
+    ferr_detail(err, "connection_id", json_string(connection_id));
+    ferr_detail(err, "integration", json_string(p->slug));
 }
 
 int connections_delete(store *db, vault *v, const principal *who, const char *id, ferr *err)

@@ -69,6 +69,10 @@ int connections_get_visible(store *db, const principal *who, const char *id, sto
  * when admin); its sealed credentials are destroyed. */
 int connections_delete(store *db, vault *v, const principal *who, const char *id, ferr *err);
 
+/* Adds reconnect_url, connection_id and integration to a
+ * reconnect_required error. */
+void connections_reconnect_details(const provider *p, const char *connection_id, ferr *err);
+
 /* Opens every credential of a connection. */
 int connections_open(store *db, vault *v, const store_connection *c, credentials *out, ferr *err);
 

@@ -256,4 +256,126 @@ function M.loadgen(args)
   return json.decode(out)
 end
 
+
+-- ---- Provider specs: mock upstreams from API descriptions (tests/peers) ----
+
+-- The API descriptions the provider specs mock (see their README), and the
+-- Prism that tests/peers/install puts in tests/peers/node_modules.
+M.api_specs = os.getenv("FERRY_API_SPECS") or "/work/shared/specs"
+M.prism_bin = os.getenv("PRISM") or (M.root .. "/tests/peers/node_modules/.bin/prism")
+
+-- The path of one API description; fails clearly when it is absent.
+function M.api_spec(rel)
+  local path = M.api_specs .. "/" .. rel
+  assert(M.read_file(path), "API description " .. path .. " not found (set FERRY_API_SPECS)")
+  return path
+end
+
+-- A running Prism mock of `spec`: {url, port, pid, stop()}. opts.dynamic
+-- generates bodies from the schemas (-d, seeded with opts.seed or "ferry")
+-- instead of answering the examples; opts.errors adds --errors. Prism
+-- validates every request against the description and answers an invalid
+-- one with an error status.
+function M.start_prism(spec, opts)
+  opts = opts or {}
+  assert(unistd.access(M.prism_bin, "x"), "Prism not installed at " .. M.prism_bin .. ": run tests/peers/install")
+  local argv = {M.prism_bin, "mock", "-h", "127.0.0.1", "-p", "0"}
+  if opts.dynamic then
+    for _, a in ipairs({"-d", "--seed", opts.seed or "ferry"}) do argv[#argv + 1] = a end
+  end
+  if opts.errors then argv[#argv + 1] = "--errors" end
+  argv[#argv + 1] = spec
+  local p = M.spawn(argv)
+  local port = M.wait_for(p.stdout, "Prism is listening on http://127%.0%.0%.1:(%d+)", opts.timeout or 120)
+  local prism = {pid = p.pid, port = tonumber(port), url = "http://127.0.0.1:" .. port, proc = p}
+  function prism.stop()
+    M.kill(prism.pid, M.SIGTERM)
+    if not M.wait_exit(prism.pid, 10) then
+      M.kill(prism.pid, M.SIGKILL)
+      M.wait_exit(prism.pid, 10)
+    end
+  end
+  function prism.log() return M.read_file(p.stdout) or "" end
+  return prism
+end
+
+-- A running tests/peers/tap_proxy.lua in front of `upstream`: records what
+-- reaches it and can add a Prefer header or answer canned replies.
+-- {url, pid, requests(), clear(), prefer(value), replies(list), stop()}.
+function M.start_tap(upstream)
+  local lua = os.getenv("LUA51") or "lua5.1"
+  local p = M.spawn({lua, M.root .. "/tests/peers/tap_proxy.lua", "--upstream", upstream})
+  local port = M.wait_for(p.stdout, "^listening 127%.0%.0%.1:(%d+)")
+  local tap = {pid = p.pid, port = tonumber(port), url = "http://127.0.0.1:" .. port, proc = p}
+  local function control(method, what, body)
+    local status, text = M.request(method, tap.url .. "/__tap/" .. what, {body = body or ""})
+    assert(status == 200 or status == 204, "tap_proxy " .. what .. ": " .. tostring(status) .. " " .. tostring(text))
+    return text
+  end
+  -- Requests seen since the last clear(), oldest first; each has its
+  -- decoded JSON body as .json when it had one.
+  function tap.requests()
+    local list = json.decode(control("GET", "requests"))
+    for _, r in ipairs(list) do
+      local ok, v = pcall(json.decode, r.body or "")
+      if ok then r.json = v end
+    end
+    return list
+  end
+  function tap.last() local list = tap.requests(); return list[#list] end
+  function tap.clear() control("DELETE", "requests") end
+  function tap.prefer(value) control("PUT", "prefer", value or "") end
+  function tap.replies(list) control("PUT", "replies", #list > 0 and json.encode(list) or "[]") end
+  function tap.stop()
+    M.kill(tap.pid, M.SIGTERM)
+    M.wait_exit(tap.pid, 10)
+  end
+  return tap
+end
+
+-- POST /v1/connections as `key`; returns status and the decoded body.
+function M.connect(srv, key, body)
+  local status, text = M.request("POST", srv.url .. "/v1/connections",
+    {json = body, headers = {authorization = "Bearer " .. key}})
+  return status, M.decode(text), text
+end
+
+-- POST /v1/tools/call as `key` with opts.connection_id; returns status,
+-- decoded body, headers. A write tool that answers 202 (waiting for
+-- approval) is approved with opts.approver (an admin key) and the stored
+-- outcome returned as a direct call's would be ({result} or {error}).
+function M.call_tool(srv, key, name, arguments, opts)
+  opts = opts or {}
+  local status, text, headers = M.request("POST", srv.url .. "/v1/tools/call", {
+    json = {name = name, arguments = arguments or {}, connection_id = opts.connection_id},
+    headers = {authorization = "Bearer " .. key},
+  })
+  local body = M.decode(text)
+  if status ~= 202 or type(body) ~= "table" or type(body.approval) ~= "table" then return status, body, headers end
+  local id = body.approval.id
+  local approver = assert(opts.approver, name .. " needs approval: give opts.approver")
+  local st, answer = M.request("POST", srv.url .. "/v1/approvals/" .. id .. "/approve",
+    {json = {reason = "integration test"}, headers = {authorization = "Bearer " .. approver}})
+  assert(st == 200, "approving " .. id .. " failed: " .. tostring(st) .. " " .. tostring(answer))
+  local _, approval = srv.get("/v1/approvals/" .. id, approver)
+  approval = type(approval) == "table" and (approval.approval or approval) or {}
+  if approval.error ~= nil then return 502, {error = approval.error}, {} end
+  return 200, {result = approval.result}, {}
+end
+
+-- A query string as {name = {value, ...}}, percent-decoded ('+' is a space).
+function M.parse_query(q)
+  local out = {}
+  local function unescape(s)
+    return (s:gsub("+", " "):gsub("%%(%x%x)", function(hex) return string.char(tonumber(hex, 16)) end))
+  end
+  for pair in (q or ""):gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    k = unescape(k)
+    out[k] = out[k] or {}
+    table.insert(out[k], unescape(v))
+  end
+  return out
+end
+
 return M

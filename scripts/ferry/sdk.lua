@@ -1,0 +1,22 @@
+-- ferry.sdk: everything a provider script usually needs, in one require.
+--
+--   local sdk = require "ferry.sdk"
+--   local s = sdk.schema
+--   sdk.request(ctx, req, API)      -- ferry.http.request: body, resp | nil, err
+--   sdk.errors.from_response(resp, API)
+--   sdk.paginate.cursor{...}, sdk.paginate.collect{...}
+--   sdk.data.get(body, "a.b.1"), sdk.data.array(list)
+--   sdk.http.path("/things/{id}", args)
+--
+-- See scripts/ferry/README.md. The modules can also be required one by one
+-- (require "ferry.errors").
+local http = require "ferry.http"
+
+return {
+  data = require "ferry.data",
+  errors = require "ferry.errors",
+  http = http,
+  paginate = require "ferry.paginate",
+  schema = require "ferry.schema",
+  request = http.request,
+}
