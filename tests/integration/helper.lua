@@ -259,9 +259,10 @@ end
 
 -- ---- Provider specs: mock upstreams from API descriptions (tests/peers) ----
 
--- The API descriptions the provider specs mock (see their README), and the
--- Prism that tests/peers/install puts in tests/peers/node_modules.
-M.api_specs = os.getenv("FERRY_API_SPECS") or "/work/shared/specs"
+-- The official API descriptions the provider specs mock, unmodified
+-- (tests/specs/README.md says where each comes from), and the Prism that
+-- tests/peers/install puts in tests/peers/node_modules.
+M.api_specs = os.getenv("FERRY_API_SPECS") or (M.root .. "/tests/specs")
 M.prism_bin = os.getenv("PRISM") or (M.root .. "/tests/peers/node_modules/.bin/prism")
 
 -- The path of one API description; fails clearly when it is absent.
