@@ -127,19 +127,27 @@ const credential *credentials_get(const credentials *c, const char *field)
     return NULL;
 }
 
-/* The secret fields a provider's auth declaration asks for. */
-static size_t secret_fields(const provider *p, const char *out[2])
+/* The secret fields a provider's auth declaration asks for; the first
+ * *required of them must be given, the rest may be. */
+static size_t secret_fields(const provider *p, const char *out[2], size_t *required)
 {
     switch (p->authn.kind) {
     case AUTH_API_KEY:
         out[0] = p->authn.field;
-        return 1;
+        return *required = 1;
     case AUTH_BASIC:
         out[0] = "username";
         out[1] = "password";
+        return *required = 2;
+    case AUTH_OAUTH2:
+        /* Tokens issued elsewhere, imported as they are; the usual way in
+         * is the OAuth flow. */
+        out[0] = "access_token";
+        out[1] = "refresh_token";
+        *required = 1;
         return 2;
     default:
-        return 0;
+        return *required = 0;
     }
 }
 
@@ -154,14 +162,14 @@ static int in_names(const char *name, const char *const *names, size_t n)
 /* Exactly the declared names, each a non-empty string: else
  * invalid_arguments naming what is missing and what is extra. */
 static int check_fields(const char *what, json_t *given, const char *const *names, size_t n, int secret,
-                        int required, ferr *err)
+                        size_t required, ferr *err)
 {
     if (given && !json_is_object(given))
         return ferr_set(err, FERR_INVALID_ARGUMENTS, "%s must be a JSON object", what);
     json_t *missing = json_array(), *extra = json_array();
     for (size_t i = 0; i < n; i++) {
         json_t *v = given ? json_object_get(given, names[i]) : NULL;
-        if (!v && !required)
+        if (!v && i >= required)
             continue;
         if (!json_is_string(v) || json_string_length(v) == 0 ||
             (secret && json_string_length(v) > MAX_SECRET_LEN))
@@ -215,9 +223,6 @@ int connections_create(store *db, vault *v, providers *ps, const principal *who,
     if (p->authn.kind == AUTH_NONE)
         return ferr_set(err, FERR_INVALID_ARGUMENTS, "%s needs no connection: its tools are available as they are",
                         p->slug);
-    if (p->authn.kind == AUTH_OAUTH2)
-        return ferr_set(err, FERR_INVALID_ARGUMENTS, "%s connects with OAuth: start at /oauth/%s/start", p->slug,
-                        p->slug);
     const char *scope = spec->scope ? spec->scope : "user";
     if (strcmp(scope, "user") != 0 && strcmp(scope, "team") != 0)
         return ferr_set(err, FERR_INVALID_ARGUMENTS, "scope must be \"user\" or \"team\"");
@@ -225,8 +230,8 @@ int connections_create(store *db, vault *v, providers *ps, const principal *who,
         return ferr_set(err, FERR_FORBIDDEN, "only a team admin can share a connection with the team");
 
     const char *fields[2];
-    size_t nfields = secret_fields(p, fields);
-    if (check_fields("credentials", spec->credentials, fields, nfields, 1, 1, err) < 0)
+    size_t required = 0, nfields = secret_fields(p, fields, &required);
+    if (check_fields("credentials", spec->credentials, fields, nfields, 1, required, err) < 0)
         return -1;
     /* Settings are optional; an undeclared one is still an error. */
     if (check_fields("settings", spec->settings, (const char *const *)p->authn.settings, p->authn.nsettings, 0, 0,
@@ -250,19 +255,22 @@ int connections_create(store *db, vault *v, providers *ps, const principal *who,
         return -1;
     }
     store_secret sealed[2] = {{0}};
+    size_t nsealed = 0;
     int rc = 0;
     for (size_t i = 0; i < nfields && rc == 0; i++) {
         json_t *val = json_object_get(spec->credentials, fields[i]);
-        sealed[i].field = fields[i];
+        if (!val)
+            continue;   /* an optional field not given */
+        sealed[nsealed].field = fields[i];
         unsigned char *box = NULL;
         rc = vault_seal(dek, out->id, fields[i], json_string_value(val), json_string_length(val), &box,
-                        &sealed[i].len, err);
-        sealed[i].sealed = box;
+                        &sealed[nsealed].len, err);
+        sealed[nsealed++].sealed = box;
     }
     vault_wipe(dek, sizeof dek);
     if (rc == 0)
-        rc = store_connection_insert(db, out, sealed, nfields, err);
-    for (size_t i = 0; i < nfields; i++)
+        rc = store_connection_insert(db, out, sealed, nsealed, err);
+    for (size_t i = 0; i < nsealed; i++)
         free((void *)sealed[i].sealed);
     if (rc < 0) {
         vault_forget(v, out->id);
