@@ -20,7 +20,7 @@
 static const char *const top_fields[] = {
     "slug", "name", "category", "description", "base_url", "hosts", "auth", "data_categories", "tools",
     "syncs", "version", "logo_url", "docs_url", "setup_instructions", "rate_limits", "check",
-    "rotate_every", NULL};
+    "rotate_every", "upcoming_events", NULL};
 static const char *const tool_fields[] = {"description", "access", "input", "output", "run", "title",
                                           "summary", "data_category", NULL};
 static const char *const sync_fields[] = {"every", "category", "run", "description", NULL};
@@ -587,6 +587,14 @@ static int extract(lua_State *L)
             problem(ld, "check: must be a function(ctx) verifying a new connection");
         lua_pop(L, 1);
     }
+    type = raw_field(L, t, "upcoming_events");
+    if (type == LUA_TFUNCTION)
+        p->events_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    else {
+        if (type != LUA_TNIL)
+            problem(ld, "upcoming_events: must be a function(ctx, {from, to, limit})");
+        lua_pop(L, 1);
+    }
     char *rotate = string_field(ld, t, "", "rotate_every", 0);
     if (rotate && !(p->rotate_every_days = parse_days(rotate)))
         problem(ld, "rotate_every: '%s' must be a count of days, weeks, months or years: \"90d\", \"12w\"", rotate);
@@ -610,6 +618,7 @@ int provider_load(const char *source, const char *src, size_t len, const lhost_l
     p->source = strdup(source);
     p->table_ref = LUA_NOREF;
     p->check_ref = LUA_NOREF;
+    p->events_ref = LUA_NOREF;
     p->host = lhost_new(source, limits);
     if (!p->host) {
         json_array_append_new(problems, json_string("cannot create a Lua state"));

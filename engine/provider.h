@@ -63,6 +63,7 @@ struct provider {
     json_t *auth;          /* the whole auth declaration (no secrets: it is code) */
     provider_auth authn;   /* the same, parsed */
     int check_ref;         /* check(ctx) verifying a new connection, or LUA_NOREF */
+    int events_ref;        /* upcoming_events(ctx, {from, to, limit}) for /v1/context, or LUA_NOREF */
     int rotate_every_days; /* the vendor's advice for rotating the credential; 0: none */
     char **data_categories;
     size_t ncategories;
