@@ -50,6 +50,8 @@ static void get_tools(hreq *r, void *arg)
         json_t *pick = discovery_pick(json_object_get(conns, p->slug), who);
         for (size_t k = 0; k < p->ntools; k++) {
             provider_tool *t = &p->tools[k];
+            if (!agent_may_use(&a->agent, who, p, t))
+                continue;   /* data the caller may not see: not offered */
             json_t *item = json_pack("{s:s, s:s, s:O, s:s, s:s, s:O}", "name", t->full_name, "description",
                                      t->description, "input_schema", t->input, "access",
                                      t->is_write ? "write" : "read", "integration", p->slug, "connection_id",
@@ -97,6 +99,16 @@ static void reply_call(void *arg, const call_result *res)
     free(result);
 }
 
+static void reply_agent(void *arg, const agent_result *res)
+{
+    hreq *r = arg;
+    if (res->approval) {
+        hreq_reply_json(r, 202, json_pack("{s:O}", "approval", res->approval));
+        return;
+    }
+    reply_call(r, res->call);
+}
+
 static void post_tools_call(hreq *r, void *arg)
 {
     app *a = arg;
@@ -124,14 +136,8 @@ static void post_tools_call(hreq *r, void *arg)
         ferr_set(&e, FERR_BAD_REQUEST, "connection_id must be a string");
         goto fail;
     }
-    call_request req = {
-        .tool = json_string_value(name),
-        .arguments = args,
-        .connection_id = json_is_string(conn) ? json_string_value(conn) : NULL,
-        .who = hreq_principal(r),
-        .request_id = hreq_request_id(r),
-    };
-    if (calls_start(a->calls, &req, reply_call, r, &e) == 0)
+    if (agent_call(&a->agent, hreq_principal(r), json_string_value(name), args,
+                   json_is_string(conn) ? json_string_value(conn) : NULL, hreq_request_id(r), reply_agent, r, &e) == 0)
         return;
 fail:
     hreq_reply_error(r, &e);

@@ -66,8 +66,14 @@ static void get_context(hreq *r, void *arg)
             continue;
         json_t *tools = json_array();
         for (size_t t = 0; t < p->ntools; t++)
-            json_array_append_new(tools, json_pack("{s:s, s:s, s:b}", "name", p->tools[t].full_name, "description",
-                                                   p->tools[t].description, "write", p->tools[t].is_write));
+            if (agent_may_use(&a->agent, who, p, &p->tools[t]))
+                json_array_append_new(tools, json_pack("{s:s, s:s, s:b}", "name", p->tools[t].full_name,
+                                                       "description", p->tools[t].description, "write",
+                                                       p->tools[t].is_write));
+        if (json_array_size(tools) == 0) {
+            json_decref(tools);
+            continue;   /* nothing of it this caller may use */
+        }
         json_t *pick = discovery_pick(mine, who);
         json_t *entry = json_pack("{s:s, s:s, s:s, s:o}", "integration", p->slug, "name", p->name, "category",
                                   p->category, "tools", tools);

@@ -61,6 +61,8 @@ int app_open(app *a, const app_config *cfg, ferr *err)
         return ferr_set(err, FERR_INTERNAL, "cannot create the event loop");
     if (store_open(a->cfg.data_dir, &a->db, NULL, NULL, err) < 0)
         return -1;
+    if (a->cfg.db_busy_timeout_ms > 0)
+        store_set_busy_timeout(a->db, a->cfg.db_busy_timeout_ms);
     if (vault_open(a->cfg.data_dir, a->db, &a->vault, err) < 0)
         return -1;
     providers_options po = {
@@ -74,18 +76,31 @@ int app_open(app *a, const app_config *cfg, ferr *err)
     hclient_config hc = {.max_response_bytes = a->cfg.max_response, .ca_file = a->cfg.ca_file};
     a->http = hclient_new(a->base, &hc);
     a->log = calllog_new(a->db, a->base);
-    if (!a->http || !a->log)
+    a->audit = audit_new(a->db, a->base);
+    /* Defaults documented in docs/governance.md: per user 10 calls/s with
+     * bursts of 50, per team 50/s with bursts of 200, per integration. */
+    policy_config pc = {.defaults = a->cfg.rates};
+    if (pc.defaults.user_rate < 0)
+        pc.defaults = (rate_policy){.user_rate = 10, .user_burst = 50, .team_rate = 50, .team_burst = 200};
+    a->policy = policy_new(a->db, a->base, &pc);
+    if (!a->http || !a->log || !a->audit || !a->policy)
         return ferr_set(err, FERR_INTERNAL, "out of memory");
     calls_config cc = {
         .providers = a->providers,
         .svc = {.http = a->http, .db = a->db},
         .log = a->log,
         .vault = a->vault,
+        .audit = a->audit,
         .max_in_flight = a->cfg.max_in_flight,
     };
     a->calls = calls_new(&cc);
     if (!a->calls)
         return ferr_set(err, FERR_INTERNAL, "out of memory");
+    a->approvals = approvals_new(a->db, a->vault, a->audit, a->calls, a->providers, a->base, a->cfg.approval_ttl_hours);
+    if (!a->approvals)
+        return ferr_set(err, FERR_INTERNAL, "out of memory");
+    a->agent = (agent_deps){.db = a->db, .providers = a->providers, .calls = a->calls, .policy = a->policy,
+                            .approvals = a->approvals};
     return 0;
 }
 
@@ -152,6 +167,7 @@ int app_serve(app *a, ferr *err)
     api_register(a->server);
     api_connections_register(a->server);
     api_context_register(a->server);
+    api_governance_register(a->server);
     a->sigint = evsignal_new(a->base, SIGINT, on_signal, a);
     a->sigterm = evsignal_new(a->base, SIGTERM, on_signal, a);
     a->drain_timer = evtimer_new(a->base, on_drain_tick, a);
@@ -206,6 +222,9 @@ void app_close(app *a)
      * exist. */
     calls_free(a->calls);
     hserver_free(a->server);
+    approvals_free(a->approvals);
+    audit_free(a->audit);
+    policy_free(a->policy);
     calllog_free(a->log);
     hclient_free(a->http);
     providers_free(a->providers);

@@ -6,10 +6,14 @@
 
 #include <event2/event.h>
 
+#include "agent.h"
+#include "approvals.h"
+#include "audit.h"
 #include "calllog.h"
 #include "calls.h"
 #include "hclient.h"
 #include "hserver.h"
+#include "policy.h"
 #include "providers.h"
 #include "store.h"
 #include "vault.h"
@@ -27,6 +31,9 @@ typedef struct app_config {
     size_t max_in_flight;              /* 0 → half the open-files limit, at most 20000 */
     const char *ca_file;               /* extra CA bundle for upstreams */
     int metrics_public;
+    rate_policy rates;                 /* default limits per integration; negative: built-in defaults */
+    int approval_ttl_hours;            /* 0 → 24 */
+    int db_busy_timeout_ms;            /* 0 → 5000 */
 } app_config;
 
 typedef struct app {
@@ -37,7 +44,11 @@ typedef struct app {
     providers *providers;
     hclient *http;
     calllog *log;
+    audit *audit;
+    policy *policy;
     calls *calls;
+    approvals *approvals;
+    agent_deps agent;
     hserver *server;                   /* only when serving */
     struct event *sigint, *sigterm, *drain_timer;
     int draining;
@@ -58,5 +69,6 @@ void app_run_until(app *a, const int *done);
 void api_register(hserver *hs);
 void api_connections_register(hserver *hs);
 void api_context_register(hserver *hs);
+void api_governance_register(hserver *hs);
 
 #endif

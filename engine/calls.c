@@ -37,6 +37,8 @@ struct call {
     store_connection conn;
     int has_conn;
     credentials creds;          /* opened for the HTTP primitive; wiped at the end */
+    int64_t audit_intent;
+    char approval_id[40];
     json_t *arguments;
     call_done_fn done;
     void *done_arg;
@@ -103,10 +105,32 @@ static void finish(call *c, json_t *result, ferr *err)
         log_str(l, "error", err->message);
     log_end(l);
 
-    if (cs->cfg.log) {
-        json_t *redacted = schema_redact(c->tool ? c->tool->input_schema : NULL, c->arguments);
-        char *args = redacted ? json_dumps(redacted, JSON_TEXT) : NULL;
-        json_decref(redacted);
+    json_t *redacted = schema_redact(c->tool ? c->tool->input_schema : NULL, c->arguments);
+    char *args = redacted ? json_dumps(redacted, JSON_TEXT) : NULL;
+    json_decref(redacted);
+    if (cs->cfg.audit) {
+        audit_row row = {
+            .user_id = c->has_who ? c->who.user_id : 0,
+            .user = c->has_who ? c->who.user : NULL,
+            .team_id = c->has_who ? c->who.team_id : 0,
+            .team = c->has_who ? c->who.team : NULL,
+            .integration = c->provider->slug,
+            .connection_id = c->has_conn ? c->conn.id : NULL,
+            .operation = c->name,
+            .access = c->tool ? (c->tool->is_write ? "write" : "read") : "read",
+            .outcome = outcome,
+            .http_status = err && err->code ? ferr_status(err) : 200,
+            .duration_ms = ms,
+            .approval_id = c->approval_id[0] ? c->approval_id : NULL,
+            .request_id = c->request_id[0] ? c->request_id : NULL,
+            .arguments = args,
+            .detail = err && err->code ? err->message : NULL,
+        };
+        audit_end(cs->cfg.audit, c->audit_intent, &row);
+    }
+    /* A connection check is audited, but it is not a use of the connection:
+     * it stays out of the call log, usage and popularity. */
+    if (cs->cfg.log && c->tool) {
         call_record row = {
             .ts_ms = wall_ms(),
             .request_id = c->request_id[0] ? c->request_id : NULL,
@@ -122,8 +146,8 @@ static void finish(call *c, json_t *result, ferr *err)
             .error_message = err && err->code ? err->message : NULL,
         };
         calllog_append(cs->cfg.log, &row);
-        free(args);
     }
+    free(args);
 
     call_result r = {.tool = c->name, .result = result, .err = err && err->code ? err : NULL,
                      .duration_ms = ms, .connection = c->has_conn ? &c->conn : NULL};
@@ -281,7 +305,14 @@ static int launch(calls *cs, call *c, const call_request *req, int fn_ref, call_
         c->who = *req->who;
         c->has_who = 1;
     }
+    snprintf(c->approval_id, sizeof c->approval_id, "%s", req->approval_id ? req->approval_id : "");
     if (attach_connection(cs, c, req, err) < 0) {
+        free_unstarted(c);
+        return -1;
+    }
+    /* Fail closed: no audit intent, no call. */
+    if (cs->cfg.audit && audit_begin(cs->cfg.audit, c->has_who ? c->who.team_id : 0, c->name, c->request_id,
+                                     &c->audit_intent, err) < 0) {
         free_unstarted(c);
         return -1;
     }

@@ -4,12 +4,14 @@
  * provider's Lua state, turn what it returns into a result or a coded
  * error, and account for it (metrics, log line, call log).
  *
- * Every started call ends with exactly one call of its done function. */
+ * Every started call ends with exactly one call of its done function, and
+ * one audit row; a call whose audit intent cannot be written is not made. */
 #ifndef FERRY_CALLS_H
 #define FERRY_CALLS_H
 
 #include <jansson.h>
 
+#include "audit.h"
 #include "calllog.h"
 #include "connections.h"
 #include "ferr.h"
@@ -23,6 +25,7 @@ typedef struct calls_config {
     lua_ctx_services svc;       /* what primitives use: HTTP client, store */
     calllog *log;               /* may be NULL */
     vault *vault;               /* opens connections' credentials */
+    audit *audit;               /* may be NULL (tests): then nothing is audited */
     size_t max_in_flight;       /* 0 → 20000 */
 } calls_config;
 
@@ -33,6 +36,7 @@ typedef struct call_request {
     const principal *who;       /* may be NULL (local CLI: then connection_id is required
                                    for providers that need credentials) */
     const char *request_id;
+    const char *approval_id;    /* the approval this call carries out, or NULL */
 } call_request;
 
 typedef struct call_result {

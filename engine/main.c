@@ -43,6 +43,7 @@ static int user_error(const ferr *e)
 /* Options every command that opens the engine understands. */
 typedef struct common {
     app_config cfg;
+    int rates_given;
     list providers;
     list base_urls;
     const char *log_level;
@@ -51,7 +52,8 @@ typedef struct common {
 enum {
     OPT_DATA = 1000, OPT_PROVIDERS, OPT_BASE_URL, OPT_LOG_LEVEL, OPT_LISTEN, OPT_MAX_BODY, OPT_MAX_RESPONSE,
     OPT_CPU, OPT_MEMORY, OPT_DRAIN, OPT_MAX_IN_FLIGHT, OPT_CA_FILE, OPT_METRICS_PUBLIC, OPT_USER, OPT_TEAM,
-    OPT_ROLE, OPT_CONNECTION, OPT_HELP
+    OPT_ROLE, OPT_CONNECTION, OPT_HELP, OPT_USER_RATE, OPT_USER_BURST, OPT_TEAM_RATE, OPT_TEAM_BURST, OPT_APPROVAL_TTL,
+    OPT_BUSY_TIMEOUT
 };
 
 #define COMMON_OPTIONS                                                                               \
@@ -115,6 +117,8 @@ static int common_option(common *c, int opt, const char *arg)
 
 static int common_finish(common *c, const char *default_level)
 {
+    if (!c->rates_given)
+        c->cfg.rates.user_rate = -1;   /* the built-in defaults */
     log_level level;
     const char *name = c->log_level ? c->log_level : default_level;
     if (log_parse_level(name, &level) < 0) {
@@ -137,7 +141,12 @@ static const char serve_help[] =
     "  --drain-timeout-ms N    how long calls may finish at shutdown (default 10000)\n"
     "  --max-in-flight N       concurrent tool calls before 429 (default: half the\n"
     "                          open-files limit, at most 20000)\n"
-    "  --metrics-public        serve /metrics to non-loopback clients\n";
+    "  --metrics-public        serve /metrics to non-loopback clients\n"
+    "  --user-rate N, --user-burst N   calls per second (and burst) per user and\n"
+    "                          integration (default 10, 50; 0: no limit)\n"
+    "  --team-rate N, --team-burst N   the same per team (default 50, 200)\n"
+    "  --approval-ttl-hours N  how long a write waits for approval (default 24)\n"
+    "  --db-busy-timeout-ms N  how long a database write waits for a lock (default 5000)\n";
 
 static int cmd_serve(int argc, char **argv)
 {
@@ -148,6 +157,12 @@ static int cmd_serve(int argc, char **argv)
         {"drain-timeout-ms", required_argument, 0, OPT_DRAIN},
         {"max-in-flight", required_argument, 0, OPT_MAX_IN_FLIGHT},
         {"metrics-public", no_argument, 0, OPT_METRICS_PUBLIC},
+        {"user-rate", required_argument, 0, OPT_USER_RATE},
+        {"user-burst", required_argument, 0, OPT_USER_BURST},
+        {"team-rate", required_argument, 0, OPT_TEAM_RATE},
+        {"team-burst", required_argument, 0, OPT_TEAM_BURST},
+        {"approval-ttl-hours", required_argument, 0, OPT_APPROVAL_TTL},
+        {"db-busy-timeout-ms", required_argument, 0, OPT_BUSY_TIMEOUT},
         {0, 0, 0, 0}};
     common c = {0};
     int opt;
@@ -176,6 +191,34 @@ static int cmd_serve(int argc, char **argv)
             c.cfg.max_in_flight = (size_t)v;
             break;
         case OPT_METRICS_PUBLIC: c.cfg.metrics_public = 1; break;
+        case OPT_USER_RATE:
+        case OPT_USER_BURST:
+        case OPT_TEAM_RATE:
+        case OPT_TEAM_BURST: {
+            char *end;
+            double d = strtod(optarg, &end);
+            if (*optarg == 0 || *end || d < 0) {
+                fprintf(stderr, "ferry serve: rates and bursts are numbers >= 0 (0: no limit)\n");
+                return EXIT_USAGE;
+            }
+            if (!c.rates_given)
+                c.cfg.rates = (rate_policy){10, 50, 50, 200};
+            c.rates_given = 1;
+            double *field = opt == OPT_USER_RATE ? &c.cfg.rates.user_rate : opt == OPT_USER_BURST ? &c.cfg.rates.user_burst
+                          : opt == OPT_TEAM_RATE ? &c.cfg.rates.team_rate : &c.cfg.rates.team_burst;
+            *field = d;
+            break;
+        }
+        case OPT_APPROVAL_TTL:
+            if ((v = parse_positive(optarg, "--approval-ttl-hours")) < 0)
+                return EXIT_USAGE;
+            c.cfg.approval_ttl_hours = (int)v;
+            break;
+        case OPT_BUSY_TIMEOUT:
+            if ((v = parse_positive(optarg, "--db-busy-timeout-ms")) < 0)
+                return EXIT_USAGE;
+            c.cfg.db_busy_timeout_ms = (int)v;
+            break;
         case OPT_HELP: printf("%s%s", serve_help, common_help); return 0;
         default: fprintf(stderr, "%s", serve_help); return EXIT_USAGE;
         }

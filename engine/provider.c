@@ -259,6 +259,10 @@ static void load_tool(loader *ld, int tool, const char *name, provider_tool *out
         problem(ld, "tools.%s.access: must be \"read\" or \"write\", not \"%s\"", name, access);
     out->is_write = access && strcmp(access, "write") == 0;
     free(access);
+    out->data_category = string_field(ld, tool, where, "data_category", 0);
+    if (out->data_category && !valid_category_name(out->data_category))
+        problem(ld, "tools.%s.data_category: '%s' must be lowercase letters and '_'", name, out->data_category);
+    out->summary = string_field(ld, tool, where, "summary", 0);
 
     int type = raw_field(L, tool, "input");
     if (type == LUA_TTABLE) {
@@ -681,6 +685,8 @@ void provider_free(provider *p)
         free(t->name);
         free(t->full_name);
         free(t->description);
+        free(t->data_category);
+        free(t->summary);
         json_decref(t->input);
         json_decref(t->output);
         schema_free(t->input_schema);

@@ -26,6 +26,8 @@ typedef struct provider_tool {
     json_t *input;         /* JSON Schema of the arguments */
     schema *input_schema;  /* compiled from input */
     json_t *output;        /* optional JSON Schema of the result, or NULL */
+    char *data_category;   /* the one category it touches, or NULL: all the provider's */
+    char *summary;         /* "Create contact {email}": how an approval describes a call; or NULL */
     int run_ref;           /* registry reference to run(ctx, args) */
 } provider_tool;
 

@@ -102,6 +102,76 @@ static const char *const migrations[] = {
     "  integration TEXT NOT NULL,"
     "  every_days INTEGER NOT NULL CHECK (every_days > 0),"
     "  PRIMARY KEY (team_id, integration));",
+
+    /* 2 → 3: governance. The audit log is append-only and hash-chained in
+     * id order; audit_pending holds the intent of calls in flight (written
+     * before the call: fail closed). */
+    "CREATE TABLE audit_log ("
+    "  id INTEGER PRIMARY KEY,"
+    "  ts INTEGER NOT NULL,"
+    "  user_id INTEGER, user_name TEXT,"
+    "  team_id INTEGER, team_name TEXT,"
+    "  integration TEXT,"
+    "  connection_id TEXT,"
+    "  operation TEXT NOT NULL,"
+    "  access TEXT,"
+    "  outcome TEXT NOT NULL,"
+    "  http_status INTEGER,"
+    "  duration_ms REAL,"
+    "  approval_id TEXT,"
+    "  request_id TEXT,"
+    "  arguments TEXT,"
+    "  detail TEXT,"
+    "  prev_hash TEXT NOT NULL,"
+    "  hash TEXT NOT NULL);"
+    "CREATE INDEX audit_log_ts ON audit_log(ts);"
+    "CREATE INDEX audit_log_team ON audit_log(team_id, id);"
+    "CREATE TABLE audit_pending ("
+    "  id INTEGER PRIMARY KEY,"
+    "  ts INTEGER NOT NULL,"
+    "  team_id INTEGER,"
+    "  operation TEXT NOT NULL,"
+    "  request_id TEXT);"
+    "CREATE TABLE approvals ("
+    "  id TEXT PRIMARY KEY,"
+    "  team_id INTEGER NOT NULL REFERENCES teams(id),"
+    "  user_id INTEGER NOT NULL REFERENCES users(id),"
+    "  tool TEXT NOT NULL,"
+    "  integration TEXT NOT NULL,"
+    "  connection_id TEXT,"
+    "  wrapped_key BLOB,"                          /* the arguments' data key; NULL once decided */
+    "  sealed_arguments BLOB,"                     /* the real arguments, sealed; NULL once decided */
+    "  redacted_arguments TEXT NOT NULL,"
+    "  summary TEXT,"
+    "  status TEXT NOT NULL CHECK (status IN ('pending','approved','running','succeeded','failed','rejected','expired')),"
+    "  created_at INTEGER NOT NULL,"
+    "  expires_at INTEGER NOT NULL,"
+    "  decided_by INTEGER REFERENCES users(id),"
+    "  decided_at INTEGER,"
+    "  reason TEXT,"
+    "  result TEXT,"
+    "  error TEXT);"
+    "CREATE INDEX approvals_team ON approvals(team_id, status);"
+    "CREATE TABLE permissions ("
+    "  team_id INTEGER NOT NULL REFERENCES teams(id),"
+    "  subject TEXT NOT NULL,"                     /* 'role:member', 'role:admin' or 'user:<id>' */
+    "  category TEXT NOT NULL,"
+    "  allowed INTEGER NOT NULL,"
+    "  PRIMARY KEY (team_id, subject, category));"
+    "CREATE TABLE rate_limit_policies ("
+    "  team_id INTEGER NOT NULL REFERENCES teams(id),"
+    "  integration TEXT NOT NULL,"
+    "  per_user_rate REAL NOT NULL, per_user_burst REAL NOT NULL,"
+    "  per_team_rate REAL NOT NULL, per_team_burst REAL NOT NULL,"
+    "  PRIMARY KEY (team_id, integration));"
+    "CREATE TABLE rate_buckets ("
+    "  key TEXT PRIMARY KEY,"
+    "  tokens REAL NOT NULL,"
+    "  updated_ms INTEGER NOT NULL);"
+    "CREATE TABLE write_allowlist ("
+    "  team_id INTEGER NOT NULL REFERENCES teams(id),"
+    "  tool TEXT NOT NULL,"
+    "  PRIMARY KEY (team_id, tool));",
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))
@@ -147,6 +217,29 @@ enum stmt_id {
     ST_POLICY_SET,
     ST_POLICY_DELETE,
     ST_POLICY_GET,
+    ST_AUDIT_PENDING_INSERT,
+    ST_AUDIT_PENDING_DELETE,
+    ST_AUDIT_LAST_HASH,
+    ST_AUDIT_INSERT,
+    ST_AUDIT_QUERY,
+    ST_AUDIT_ALL,
+    ST_APPROVAL_INSERT,
+    ST_APPROVAL_GET,
+    ST_APPROVAL_LIST,
+    ST_APPROVAL_DECIDE,
+    ST_APPROVAL_FINISH,
+    ST_APPROVAL_EXPIRE,
+    ST_PERM_SET,
+    ST_PERM_DELETE,
+    ST_PERM_GET,
+    ST_PERM_LIST,
+    ST_RATE_POLICY_SET,
+    ST_RATE_POLICY_GET,
+    ST_BUCKETS_ALL,
+    ST_BUCKET_SAVE,
+    ST_ALLOW_SET,
+    ST_ALLOW_DELETE,
+    ST_ALLOW_GET,
     ST_COUNT
 };
 
@@ -198,7 +291,10 @@ static const char *const stmt_sql[ST_COUNT] = {
                      " AND (c.scope = 'team' OR c.user_id = ?2)"
                      " ORDER BY (c.user_id = ?2 AND c.scope = 'user') DESC, c.connected_at DESC LIMIT 1",
     [ST_CONN_DELETE] = "DELETE FROM connections WHERE id = ?1",
-    [ST_CONN_WRAPPED_ALL] = "SELECT id, wrapped_key FROM connections",
+    /* Every data key the master key wraps: connections' and pending
+     * approvals'. */
+    [ST_CONN_WRAPPED_ALL] = "SELECT id, wrapped_key FROM connections"
+                            " UNION ALL SELECT id, wrapped_key FROM approvals WHERE wrapped_key IS NOT NULL",
     [ST_CONN_REWRAP] = "UPDATE connections SET wrapped_key = ?2 WHERE id = ?1",
     [ST_SECRETS_GET] = "SELECT field, sealed FROM connection_secrets WHERE connection_id = ?1 ORDER BY field",
     [ST_CONN_STATUS] = "UPDATE connections SET status = ?2, last_error = ?3 WHERE id = ?1",
@@ -216,6 +312,55 @@ static const char *const stmt_sql[ST_COUNT] = {
     /* The integration's own policy wins over the team-wide '*'. */
     [ST_POLICY_GET] = "SELECT every_days FROM rotation_policies WHERE team_id = ?1 AND integration IN (?2, '*')"
                       " ORDER BY integration = '*' LIMIT 1",
+    [ST_AUDIT_PENDING_INSERT] = "INSERT INTO audit_pending(ts, team_id, operation, request_id) VALUES (?1, ?2, ?3, ?4)",
+    [ST_AUDIT_PENDING_DELETE] = "DELETE FROM audit_pending WHERE id = ?1",
+    [ST_AUDIT_LAST_HASH] = "SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1",
+#define AUDIT_COLUMNS "ts, user_id, user_name, team_id, team_name, integration, connection_id, operation, access," \
+                      " outcome, http_status, duration_ms, approval_id, request_id, arguments, detail, prev_hash, hash"
+    [ST_AUDIT_INSERT] = "INSERT INTO audit_log(" AUDIT_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
+                        " ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+    [ST_AUDIT_QUERY] = "SELECT id, " AUDIT_COLUMNS " FROM audit_log WHERE team_id = ?1 AND (?2 IS NULL OR ts >= ?2)"
+                       " AND (?3 IS NULL OR user_name = ?3) AND (?4 IS NULL OR integration = ?4)"
+                       " AND (?5 IS NULL OR outcome = ?5) AND (?6 IS NULL OR id < ?6) ORDER BY id DESC LIMIT ?7",
+    [ST_AUDIT_ALL] = "SELECT id, " AUDIT_COLUMNS " FROM audit_log ORDER BY id",
+#define APPROVAL_COLUMNS                                                                                   \
+    "a.id, a.team_id, a.user_id, u.name, a.tool, a.integration, a.connection_id, a.sealed_arguments,"         \
+    " a.redacted_arguments, a.summary, a.status, a.created_at, a.expires_at, d.name, a.decided_at, a.reason," \
+    " a.result, a.error, a.wrapped_key FROM approvals a JOIN users u ON u.id = a.user_id"                       \
+    " LEFT JOIN users d ON d.id = a.decided_by"
+    [ST_APPROVAL_INSERT] = "INSERT INTO approvals(id, team_id, user_id, tool, integration, connection_id,"
+                           " sealed_arguments, redacted_arguments, summary, status, created_at, expires_at,"
+                           " wrapped_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10, ?11, ?12)",
+    [ST_APPROVAL_GET] = "SELECT " APPROVAL_COLUMNS " WHERE a.id = ?1",
+    [ST_APPROVAL_LIST] = "SELECT " APPROVAL_COLUMNS " WHERE a.team_id = ?1 AND (?2 IS NULL OR a.user_id = ?2)"
+                         " AND (?3 IS NULL OR a.status = ?3) ORDER BY a.created_at DESC LIMIT ?4",
+    /* Compare-and-set: only a row still in status ?2 changes. */
+    [ST_APPROVAL_DECIDE] = "UPDATE approvals SET status = ?3, decided_by = ?4, decided_at = ?5, reason = ?6"
+                           " WHERE id = ?1 AND status = ?2",
+    /* Once decided the real arguments are destroyed with their key. */
+    [ST_APPROVAL_FINISH] = "UPDATE approvals SET status = ?2, result = ?3, error = ?4, sealed_arguments = NULL,"
+                           " wrapped_key = NULL WHERE id = ?1",
+    [ST_APPROVAL_EXPIRE] = "UPDATE approvals SET status = 'expired', sealed_arguments = NULL, wrapped_key = NULL"
+                           " WHERE status = 'pending' AND expires_at <= ?1",
+    [ST_PERM_SET] = "INSERT INTO permissions(team_id, subject, category, allowed) VALUES (?1, ?2, ?3, ?4)"
+                    " ON CONFLICT(team_id, subject, category) DO UPDATE SET allowed = excluded.allowed",
+    [ST_PERM_DELETE] = "DELETE FROM permissions WHERE team_id = ?1 AND subject = ?2 AND category = ?3",
+    [ST_PERM_GET] = "SELECT subject, allowed FROM permissions WHERE team_id = ?1 AND category = ?2"
+                    " AND subject IN (?3, ?4)",
+    [ST_PERM_LIST] = "SELECT subject, category, allowed FROM permissions WHERE team_id = ?1 ORDER BY subject, category",
+    [ST_RATE_POLICY_SET] = "INSERT INTO rate_limit_policies(team_id, integration, per_user_rate, per_user_burst,"
+                           " per_team_rate, per_team_burst) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                           " ON CONFLICT(team_id, integration) DO UPDATE SET per_user_rate = excluded.per_user_rate,"
+                           " per_user_burst = excluded.per_user_burst, per_team_rate = excluded.per_team_rate,"
+                           " per_team_burst = excluded.per_team_burst",
+    [ST_RATE_POLICY_GET] = "SELECT per_user_rate, per_user_burst, per_team_rate, per_team_burst FROM rate_limit_policies"
+                           " WHERE team_id = ?1 AND integration IN (?2, '*') ORDER BY integration = '*' LIMIT 1",
+    [ST_BUCKETS_ALL] = "SELECT key, tokens, updated_ms FROM rate_buckets",
+    [ST_BUCKET_SAVE] = "INSERT INTO rate_buckets(key, tokens, updated_ms) VALUES (?1, ?2, ?3)"
+                       " ON CONFLICT(key) DO UPDATE SET tokens = excluded.tokens, updated_ms = excluded.updated_ms",
+    [ST_ALLOW_SET] = "INSERT INTO write_allowlist(team_id, tool) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+    [ST_ALLOW_DELETE] = "DELETE FROM write_allowlist WHERE team_id = ?1 AND tool = ?2",
+    [ST_ALLOW_GET] = "SELECT 1 FROM write_allowlist WHERE team_id = ?1 AND tool = ?2",
 };
 
 struct store {
@@ -388,6 +533,29 @@ int store_principal_find(store *s, const char *user, const char *team, principal
         snprintf(out->team, sizeof out->team, "%s", team);
     }
     sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? 1 : -1;
+}
+
+int store_principal_by_ids(store *s, int64_t user_id, int64_t team_id, principal *out)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT m.role, u.name, t.name FROM memberships m JOIN users u ON u.id = m.user_id"
+                           " JOIN teams t ON t.id = m.team_id WHERE m.user_id = ?1 AND m.team_id = ?2",
+                           -1, &q, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(q, 1, user_id);
+    sqlite3_bind_int64(q, 2, team_id);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        memset(out, 0, sizeof *out);
+        out->user_id = user_id;
+        out->team_id = team_id;
+        out->is_admin = strcmp((const char *)sqlite3_column_text(q, 0), "admin") == 0;
+        copy_name(out->user, sizeof out->user, sqlite3_column_text(q, 1));
+        copy_name(out->team, sizeof out->team, sqlite3_column_text(q, 2));
+    }
+    sqlite3_finalize(q);
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? 1 : -1;
 }
 
@@ -660,14 +828,28 @@ int store_vault_rewrap(store *s, store_rewrap_fn rewrap, void *ud, const unsigne
             ok = 0;
             break;
         }
-        st = stmt(s, ST_CONN_REWRAP);
-        sqlite3_bind_text(st, 1, items[i].id, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 2, out, (int)outlen, SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_DONE) {
-            db_fail(s, err, "re-wrapping a data key");
-            ok = 0;
+        if (strncmp(items[i].id, "apr_", 4) == 0) {
+            sqlite3_stmt *q = NULL;
+            ok = sqlite3_prepare_v2(s->db, "UPDATE approvals SET wrapped_key = ?2 WHERE id = ?1", -1, &q, NULL) ==
+                 SQLITE_OK;
+            if (ok) {
+                sqlite3_bind_text(q, 1, items[i].id, -1, SQLITE_STATIC);
+                sqlite3_bind_blob(q, 2, out, (int)outlen, SQLITE_STATIC);
+                ok = sqlite3_step(q) == SQLITE_DONE;
+            }
+            sqlite3_finalize(q);
+            if (!ok)
+                db_fail(s, err, "re-wrapping a data key");
+        } else {
+            st = stmt(s, ST_CONN_REWRAP);
+            sqlite3_bind_text(st, 1, items[i].id, -1, SQLITE_STATIC);
+            sqlite3_bind_blob(st, 2, out, (int)outlen, SQLITE_STATIC);
+            if (sqlite3_step(st) != SQLITE_DONE) {
+                db_fail(s, err, "re-wrapping a data key");
+                ok = 0;
+            }
+            sqlite3_reset(st);
         }
-        sqlite3_reset(st);
         free(out);
     }
     if (ok) {
@@ -910,4 +1092,437 @@ int store_policy_get(store *s, int64_t team_id, const char *integration)
     int days = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
     sqlite3_reset(st);
     return days;
+}
+
+/* ---- audit ---- */
+
+void store_set_busy_timeout(store *s, int ms)
+{
+    sqlite3_busy_timeout(s->db, ms);
+}
+
+int store_audit_intent(store *s, int64_t team_id, const char *operation, const char *request_id, int64_t *id,
+                       ferr *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_AUDIT_PENDING_INSERT);
+    sqlite3_bind_int64(st, 1, now_ms());
+    if (team_id)
+        sqlite3_bind_int64(st, 2, team_id);
+    sqlite3_bind_text(st, 3, operation, -1, SQLITE_STATIC);
+    bind_text_or_null(st, 4, request_id);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return ferr_set(err, FERR_INTERNAL, "the audit log cannot be written (%s)", sqlite3_errmsg(s->db));
+    *id = sqlite3_last_insert_rowid(s->db);
+    return 0;
+}
+
+static void bind_audit(sqlite3_stmt *st, const audit_row *r, const char *prev, const char *hash)
+{
+    sqlite3_bind_int64(st, 1, r->ts_ms);
+    if (r->user_id)
+        sqlite3_bind_int64(st, 2, r->user_id);
+    bind_text_or_null(st, 3, r->user);
+    if (r->team_id)
+        sqlite3_bind_int64(st, 4, r->team_id);
+    bind_text_or_null(st, 5, r->team);
+    bind_text_or_null(st, 6, r->integration);
+    bind_text_or_null(st, 7, r->connection_id);
+    sqlite3_bind_text(st, 8, r->operation, -1, SQLITE_STATIC);
+    bind_text_or_null(st, 9, r->access);
+    sqlite3_bind_text(st, 10, r->outcome, -1, SQLITE_STATIC);
+    if (r->http_status)
+        sqlite3_bind_int(st, 11, r->http_status);
+    sqlite3_bind_double(st, 12, r->duration_ms);
+    bind_text_or_null(st, 13, r->approval_id);
+    bind_text_or_null(st, 14, r->request_id);
+    bind_text_or_null(st, 15, r->arguments);
+    bind_text_or_null(st, 16, r->detail);
+    sqlite3_bind_text(st, 17, prev, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 18, hash, -1, SQLITE_STATIC);
+}
+
+int store_audit_append(store *s, const audit_row *rows, size_t n, const int64_t *intents, store_hash_fn hash_fn,
+                       ferr *err)
+{
+    if (n == 0)
+        return 0;
+    if (exec_simple(s, ST_BEGIN) < 0)
+        return ferr_set(err, FERR_INTERNAL, "the audit log cannot be written (%s)", sqlite3_errmsg(s->db));
+    /* The last hash is read inside the write transaction: another ferry
+     * process may have appended since. */
+    char prev[80] = "0";
+    sqlite3_stmt *st = stmt(s, ST_AUDIT_LAST_HASH);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        copy_name(prev, sizeof prev, sqlite3_column_text(st, 0));
+    sqlite3_reset(st);
+    int ok = 1;
+    for (size_t i = 0; ok && i < n; i++) {
+        audit_row r = rows[i];
+        char hash[80];
+        /* The id the row will get is part of what is hashed. */
+        st = stmt(s, ST_AUDIT_INSERT);
+        bind_audit(st, &r, prev, "");
+        ok = sqlite3_step(st) == SQLITE_DONE;
+        sqlite3_reset(st);
+        if (!ok)
+            break;
+        r.id = sqlite3_last_insert_rowid(s->db);
+        hash_fn(&r, prev, hash);
+        char sql[128];
+        snprintf(sql, sizeof sql, "UPDATE audit_log SET hash = '%s' WHERE id = %lld", hash, (long long)r.id);
+        ok = sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK;
+        snprintf(prev, sizeof prev, "%s", hash);
+        if (ok && intents && intents[i]) {
+            st = stmt(s, ST_AUDIT_PENDING_DELETE);
+            sqlite3_bind_int64(st, 1, intents[i]);
+            ok = sqlite3_step(st) == SQLITE_DONE;
+            sqlite3_reset(st);
+        }
+    }
+    if (ok && exec_simple(s, ST_COMMIT) == 0)
+        return 0;
+    ferr_set(err, FERR_INTERNAL, "the audit log cannot be written (%s)", sqlite3_errmsg(s->db));
+    exec_simple(s, ST_ROLLBACK);
+    return -1;
+}
+
+static void read_audit(sqlite3_stmt *st, audit_row *r)
+{
+    memset(r, 0, sizeof *r);
+    r->id = sqlite3_column_int64(st, 0);
+    r->ts_ms = sqlite3_column_int64(st, 1);
+    r->user_id = sqlite3_column_int64(st, 2);
+    r->user = (const char *)sqlite3_column_text(st, 3);
+    r->team_id = sqlite3_column_int64(st, 4);
+    r->team = (const char *)sqlite3_column_text(st, 5);
+    r->integration = (const char *)sqlite3_column_text(st, 6);
+    r->connection_id = (const char *)sqlite3_column_text(st, 7);
+    r->operation = (const char *)sqlite3_column_text(st, 8);
+    r->access = (const char *)sqlite3_column_text(st, 9);
+    r->outcome = (const char *)sqlite3_column_text(st, 10);
+    r->http_status = sqlite3_column_int(st, 11);
+    r->duration_ms = sqlite3_column_double(st, 12);
+    r->approval_id = (const char *)sqlite3_column_text(st, 13);
+    r->request_id = (const char *)sqlite3_column_text(st, 14);
+    r->arguments = (const char *)sqlite3_column_text(st, 15);
+    r->detail = (const char *)sqlite3_column_text(st, 16);
+    r->prev_hash = (const char *)sqlite3_column_text(st, 17);
+    r->hash = (const char *)sqlite3_column_text(st, 18);
+}
+
+int store_audit_query(store *s, const audit_filter *f, store_audit_fn fn, void *ud, ferr *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_AUDIT_QUERY);
+    sqlite3_bind_int64(st, 1, f->team_id);
+    if (f->since_ms)
+        sqlite3_bind_int64(st, 2, f->since_ms);
+    bind_text_or_null(st, 3, f->user);
+    bind_text_or_null(st, 4, f->integration);
+    bind_text_or_null(st, 5, f->outcome);
+    if (f->before_id)
+        sqlite3_bind_int64(st, 6, f->before_id);
+    sqlite3_bind_int(st, 7, f->limit);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        audit_row r;
+        read_audit(st, &r);
+        fn(ud, &r);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_fail(s, err, "reading the audit log");
+}
+
+int store_audit_walk(store *s, store_audit_fn fn, void *ud, ferr *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_AUDIT_ALL);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        audit_row r;
+        read_audit(st, &r);
+        if (fn(ud, &r))
+            break;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_fail(s, err, "reading the audit log");
+}
+
+/* ---- approvals ---- */
+
+int store_approval_insert(store *s, const approval_row *a, ferr *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_APPROVAL_INSERT);
+    sqlite3_bind_text(st, 1, a->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, a->team_id);
+    sqlite3_bind_int64(st, 3, a->user_id);
+    sqlite3_bind_text(st, 4, a->tool, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, a->integration, -1, SQLITE_STATIC);
+    bind_text_or_null(st, 6, a->connection_id);
+    sqlite3_bind_blob(st, 7, a->sealed_arguments, (int)a->sealed_len, SQLITE_STATIC);
+    sqlite3_bind_text(st, 8, a->redacted_arguments, -1, SQLITE_STATIC);
+    bind_text_or_null(st, 9, a->summary);
+    sqlite3_bind_int64(st, 10, a->created_at);
+    sqlite3_bind_int64(st, 11, a->expires_at);
+    sqlite3_bind_blob(st, 12, a->wrapped_key, (int)a->wrapped_len, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_fail(s, err, "storing the approval");
+}
+
+static char *dup_col(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? strdup((const char *)t) : NULL;
+}
+
+static void read_approval(sqlite3_stmt *st, approval_row *a)
+{
+    memset(a, 0, sizeof *a);
+    a->id = dup_col(st, 0);
+    a->team_id = sqlite3_column_int64(st, 1);
+    a->user_id = sqlite3_column_int64(st, 2);
+    a->user = dup_col(st, 3);
+    a->tool = dup_col(st, 4);
+    a->integration = dup_col(st, 5);
+    a->connection_id = dup_col(st, 6);
+    a->sealed_len = (size_t)sqlite3_column_bytes(st, 7);
+    if (a->sealed_len) {
+        a->sealed_arguments = malloc(a->sealed_len);
+        memcpy(a->sealed_arguments, sqlite3_column_blob(st, 7), a->sealed_len);
+    }
+    a->redacted_arguments = dup_col(st, 8);
+    a->summary = dup_col(st, 9);
+    a->status = dup_col(st, 10);
+    a->created_at = sqlite3_column_int64(st, 11);
+    a->expires_at = sqlite3_column_int64(st, 12);
+    a->decided_by = dup_col(st, 13);
+    a->decided_at = sqlite3_column_int64(st, 14);
+    a->reason = dup_col(st, 15);
+    a->result = dup_col(st, 16);
+    a->error = dup_col(st, 17);
+    a->wrapped_len = (size_t)sqlite3_column_bytes(st, 18);
+    if (a->wrapped_len && a->wrapped_len <= sizeof a->wrapped_key)
+        memcpy(a->wrapped_key, sqlite3_column_blob(st, 18), a->wrapped_len);
+    else
+        a->wrapped_len = 0;
+}
+
+void store_approval_clear(approval_row *a)
+{
+    char **fields[] = {&a->id, &a->user, &a->tool, &a->integration, &a->connection_id,
+                       &a->redacted_arguments, &a->summary, &a->status, &a->decided_by, &a->reason, &a->result,
+                       &a->error};
+    free(a->sealed_arguments);
+    a->sealed_arguments = NULL;
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        free(*fields[i]);
+        *fields[i] = NULL;
+    }
+}
+
+int store_approval_get(store *s, const char *id, approval_row *out, ferr *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_APPROVAL_GET);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        read_approval(st, out);
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_fail(s, err, "reading the approval");
+    return rc == SQLITE_ROW ? 0 : 1;
+}
+
+int store_approval_list(store *s, int64_t team_id, int64_t user_id, const char *status, int limit,
+                        store_approval_fn fn, void *ud, ferr *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_APPROVAL_LIST);
+    sqlite3_bind_int64(st, 1, team_id);
+    if (user_id)
+        sqlite3_bind_int64(st, 2, user_id);
+    bind_text_or_null(st, 3, status);
+    sqlite3_bind_int(st, 4, limit);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        approval_row a;
+        read_approval(st, &a);
+        fn(ud, &a);
+        store_approval_clear(&a);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_fail(s, err, "listing approvals");
+}
+
+int store_approval_decide(store *s, const char *id, const char *from, const char *to, int64_t decided_by,
+                          const char *reason, ferr *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_APPROVAL_DECIDE);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, from, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, to, -1, SQLITE_STATIC);
+    if (decided_by)
+        sqlite3_bind_int64(st, 4, decided_by);
+    sqlite3_bind_int64(st, 5, now_ms());
+    bind_text_or_null(st, 6, reason);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return db_fail(s, err, "deciding the approval");
+    return sqlite3_changes(s->db) == 1 ? 0 : 1;
+}
+
+int store_approval_finish(store *s, const char *id, const char *status, const char *result, const char *error,
+                          ferr *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_APPROVAL_FINISH);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
+    bind_text_or_null(st, 3, result);
+    bind_text_or_null(st, 4, error);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_fail(s, err, "storing the approval's outcome");
+}
+
+int store_approvals_expire(store *s, int64_t now, ferr *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_APPROVAL_EXPIRE);
+    sqlite3_bind_int64(st, 1, now);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? sqlite3_changes(s->db) : db_fail(s, err, "expiring approvals");
+}
+
+/* ---- permissions, limits, allow-list ---- */
+
+int store_permission_set(store *s, int64_t team_id, const char *subject, const char *category, int allowed,
+                         ferr *err)
+{
+    sqlite3_stmt *st = stmt(s, allowed < 0 ? ST_PERM_DELETE : ST_PERM_SET);
+    sqlite3_bind_int64(st, 1, team_id);
+    sqlite3_bind_text(st, 2, subject, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, category, -1, SQLITE_STATIC);
+    if (allowed >= 0)
+        sqlite3_bind_int(st, 4, allowed);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_fail(s, err, "setting the permission");
+}
+
+int store_permission_get(store *s, int64_t team_id, const char *user_subject, const char *role_subject,
+                         const char *category, int *user_allowed, int *role_allowed)
+{
+    *user_allowed = *role_allowed = -1;
+    sqlite3_stmt *st = stmt(s, ST_PERM_GET);
+    sqlite3_bind_int64(st, 1, team_id);
+    sqlite3_bind_text(st, 2, category, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, user_subject, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, role_subject, -1, SQLITE_STATIC);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *subject = (const char *)sqlite3_column_text(st, 0);
+        int allowed = sqlite3_column_int(st, 1);
+        if (strcmp(subject, user_subject) == 0)
+            *user_allowed = allowed;
+        else
+            *role_allowed = allowed;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_permission_list(store *s, int64_t team_id, store_permission_fn fn, void *ud, ferr *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_PERM_LIST);
+    sqlite3_bind_int64(st, 1, team_id);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        fn(ud, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+           sqlite3_column_int(st, 2));
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_fail(s, err, "listing permissions");
+}
+
+int store_rate_policy_set(store *s, int64_t team_id, const char *integration, const rate_policy *p, ferr *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_RATE_POLICY_SET);
+    sqlite3_bind_int64(st, 1, team_id);
+    sqlite3_bind_text(st, 2, integration, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 3, p->user_rate);
+    sqlite3_bind_double(st, 4, p->user_burst);
+    sqlite3_bind_double(st, 5, p->team_rate);
+    sqlite3_bind_double(st, 6, p->team_burst);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_fail(s, err, "setting the rate limit");
+}
+
+int store_rate_policy_get(store *s, int64_t team_id, const char *integration, rate_policy *out)
+{
+    sqlite3_stmt *st = stmt(s, ST_RATE_POLICY_GET);
+    sqlite3_bind_int64(st, 1, team_id);
+    sqlite3_bind_text(st, 2, integration, -1, SQLITE_STATIC);
+    int found = sqlite3_step(st) == SQLITE_ROW;
+    if (found) {
+        out->user_rate = sqlite3_column_double(st, 0);
+        out->user_burst = sqlite3_column_double(st, 1);
+        out->team_rate = sqlite3_column_double(st, 2);
+        out->team_burst = sqlite3_column_double(st, 3);
+    }
+    sqlite3_reset(st);
+    return found ? 0 : 1;
+}
+
+int store_buckets_load(store *s, store_bucket_fn fn, void *ud)
+{
+    sqlite3_stmt *st = stmt(s, ST_BUCKETS_ALL);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        fn(ud, (const char *)sqlite3_column_text(st, 0), sqlite3_column_double(st, 1), sqlite3_column_int64(st, 2));
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_buckets_save(store *s, const char *const *keys, const double *tokens, const int64_t *updated, size_t n,
+                       ferr *err)
+{
+    if (n == 0)
+        return 0;
+    if (exec_simple(s, ST_BEGIN) < 0)
+        return db_fail(s, err, "begin");
+    int ok = 1;
+    for (size_t i = 0; ok && i < n; i++) {
+        sqlite3_stmt *st = stmt(s, ST_BUCKET_SAVE);
+        sqlite3_bind_text(st, 1, keys[i], -1, SQLITE_STATIC);
+        sqlite3_bind_double(st, 2, tokens[i]);
+        sqlite3_bind_int64(st, 3, updated[i]);
+        ok = sqlite3_step(st) == SQLITE_DONE;
+        sqlite3_reset(st);
+    }
+    if (ok && exec_simple(s, ST_COMMIT) == 0)
+        return 0;
+    db_fail(s, err, "saving rate limit state");
+    exec_simple(s, ST_ROLLBACK);
+    return -1;
+}
+
+int store_allowlist_set(store *s, int64_t team_id, const char *tool, int allowed, ferr *err)
+{
+    sqlite3_stmt *st = stmt(s, allowed ? ST_ALLOW_SET : ST_ALLOW_DELETE);
+    sqlite3_bind_int64(st, 1, team_id);
+    sqlite3_bind_text(st, 2, tool, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_fail(s, err, "updating the write allow-list");
+}
+
+int store_allowlist_has(store *s, int64_t team_id, const char *tool)
+{
+    sqlite3_stmt *st = stmt(s, ST_ALLOW_GET);
+    sqlite3_bind_int64(st, 1, team_id);
+    sqlite3_bind_text(st, 2, tool, -1, SQLITE_STATIC);
+    int found = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_reset(st);
+    return found;
 }

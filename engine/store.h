@@ -43,6 +43,8 @@ int store_key_revoke(store *s, const char *key_id, ferr *err);
 /* 0 and the stored hash + principal for an active key; 1 when there is no
  * such active key; -1 on a database error. */
 int store_key_lookup(store *s, const char *key_id, unsigned char hash[32], principal *out);
+/* The membership by ids: 0, 1 when absent, -1 on error. */
+int store_principal_by_ids(store *s, int64_t user_id, int64_t team_id, principal *out);
 /* The membership of `user` in `team`: 0, 1 when absent, -1 on error. */
 int store_principal_find(store *s, const char *user, const char *team, principal *out);
 
@@ -144,5 +146,127 @@ int store_dismissed(store *s, int64_t user_id, int64_t team_id, store_name_fn fn
 int store_policy_set(store *s, int64_t team_id, const char *integration, int every_days, ferr *err);
 /* Days, or 0 when the team has no policy for it. */
 int store_policy_get(store *s, int64_t team_id, const char *integration);
+
+/* How long a write waits for a lock before failing (default 5000 ms). */
+void store_set_busy_timeout(store *s, int ms);
+
+/* ---- audit (the chain itself is computed by audit.c) ---- */
+
+typedef struct audit_row {
+    int64_t id;
+    int64_t ts_ms;
+    int64_t user_id;
+    const char *user;
+    int64_t team_id;
+    const char *team;
+    const char *integration;
+    const char *connection_id;
+    const char *operation;
+    const char *access;          /* read | write | NULL */
+    const char *outcome;         /* ok or an error code */
+    int http_status;
+    double duration_ms;
+    const char *approval_id;
+    const char *request_id;
+    const char *arguments;       /* redacted JSON */
+    const char *detail;
+    const char *prev_hash;
+    const char *hash;
+} audit_row;
+
+/* Records the intent of an external call before it is made; failing here
+ * means the call must not be made (the audit fails closed). */
+int store_audit_intent(store *s, int64_t team_id, const char *operation, const char *request_id, int64_t *id,
+                       ferr *err);
+/* hash_fn(row with its id, prev hash, out[65]) */
+typedef void (*store_hash_fn)(const audit_row *r, const char *prev, char out[80]);
+/* Appends rows to the chain in one transaction, reading the last hash
+ * inside it; intents[i] (may be NULL or 0) are cleared with their row. */
+int store_audit_append(store *s, const audit_row *rows, size_t n, const int64_t *intents, store_hash_fn hash_fn,
+                       ferr *err);
+
+typedef struct audit_filter {
+    int64_t team_id;
+    int64_t since_ms;            /* 0: any */
+    const char *user;
+    const char *integration;
+    const char *outcome;
+    int64_t before_id;           /* 0: from the newest */
+    int limit;
+} audit_filter;
+
+/* Rows are borrowed for the duration of the callback; fn returns non-zero
+ * to stop (walk only). */
+typedef int (*store_audit_fn)(void *ud, const audit_row *r);
+int store_audit_query(store *s, const audit_filter *f, store_audit_fn fn, void *ud, ferr *err);
+/* Every row in chain order. */
+int store_audit_walk(store *s, store_audit_fn fn, void *ud, ferr *err);
+
+/* ---- approvals ---- */
+
+typedef struct approval_row {
+    char *id;
+    int64_t team_id;
+    int64_t user_id;
+    char *user;                  /* who asked */
+    char *tool;
+    char *integration;
+    char *connection_id;
+    unsigned char *sealed_arguments;   /* the real ones, sealed, while pending; NULL once decided */
+    size_t sealed_len;
+    unsigned char wrapped_key[128];    /* their data key, wrapped by the master key */
+    size_t wrapped_len;
+    char *redacted_arguments;
+    char *summary;
+    char *status;                /* pending approved running succeeded failed rejected expired */
+    int64_t created_at, expires_at, decided_at;
+    char *decided_by;
+    char *reason;
+    char *result;                /* JSON text */
+    char *error;                 /* JSON text */
+} approval_row;
+
+void store_approval_clear(approval_row *a);
+int store_approval_insert(store *s, const approval_row *a, ferr *err);
+/* 0 found, 1 absent, -1 error. */
+int store_approval_get(store *s, const char *id, approval_row *out, ferr *err);
+typedef void (*store_approval_fn)(void *ud, const approval_row *a);
+/* user_id 0: the whole team; status NULL: any. Newest first. */
+int store_approval_list(store *s, int64_t team_id, int64_t user_id, const char *status, int limit,
+                        store_approval_fn fn, void *ud, ferr *err);
+/* Moves an approval from status `from` to `to` only if it is still in
+ * `from`: 0 moved, 1 it was not (someone else decided first), -1 error. */
+int store_approval_decide(store *s, const char *id, const char *from, const char *to, int64_t decided_by,
+                          const char *reason, ferr *err);
+int store_approval_finish(store *s, const char *id, const char *status, const char *result, const char *error,
+                          ferr *err);
+/* Marks pending approvals past their expiry; returns how many (or -1). */
+int store_approvals_expire(store *s, int64_t now, ferr *err);
+
+/* ---- permissions, rate limits, the write allow-list ---- */
+
+/* subject: "role:member", "role:admin" or "user:<id>"; allowed -1 deletes. */
+int store_permission_set(store *s, int64_t team_id, const char *subject, const char *category, int allowed,
+                         ferr *err);
+/* -1 where there is no row. */
+int store_permission_get(store *s, int64_t team_id, const char *user_subject, const char *role_subject,
+                         const char *category, int *user_allowed, int *role_allowed);
+typedef void (*store_permission_fn)(void *ud, const char *subject, const char *category, int allowed);
+int store_permission_list(store *s, int64_t team_id, store_permission_fn fn, void *ud, ferr *err);
+
+/* Calls per second and burst, per user and per team. */
+typedef struct rate_policy {
+    double user_rate, user_burst, team_rate, team_burst;
+} rate_policy;
+int store_rate_policy_set(store *s, int64_t team_id, const char *integration, const rate_policy *p, ferr *err);
+/* 0 found (the integration's, else the team-wide "*"), 1 none. */
+int store_rate_policy_get(store *s, int64_t team_id, const char *integration, rate_policy *out);
+typedef void (*store_bucket_fn)(void *ud, const char *key, double tokens, int64_t updated_ms);
+int store_buckets_load(store *s, store_bucket_fn fn, void *ud);
+int store_buckets_save(store *s, const char *const *keys, const double *tokens, const int64_t *updated, size_t n,
+                       ferr *err);
+
+int store_allowlist_set(store *s, int64_t team_id, const char *tool, int allowed, ferr *err);
+int store_allowlist_has(store *s, int64_t team_id, const char *tool);
 
 #endif

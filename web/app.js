@@ -34,13 +34,20 @@ function say(text, isError) {
 
 function when(iso) { return iso ? new Date(iso).toLocaleString() : "never"; }
 
+// A connection as people know it: the label they gave it, with the account
+// the provider's check found.
+function connectionName(c) {
+  if (c.label && c.account_label && c.label !== c.account_label) return `${c.label} (${c.account_label})`;
+  return c.account_label || c.label || c.id;
+}
+
 function connectionItem(c, onDelete) {
   const li = document.createElement("li");
   const status = document.createElement("span");
   const rotationDue = c.rotation && c.rotation.overdue;
   status.className = "badge" + (c.status !== "active" ? " bad" : rotationDue ? " warn" : "");
   status.textContent = c.status !== "active" ? c.status.replace("_", " ") : rotationDue ? "rotation due" : "active";
-  li.append(status, " ", c.account_label || c.label || c.id,
+  li.append(status, " ", connectionName(c),
             document.createElement("br"));
   const meta = document.createElement("span");
   meta.className = "muted";
@@ -57,12 +64,13 @@ function connectionItem(c, onDelete) {
 function card(integration, conns, me, refresh) {
   const node = $("#card").content.firstElementChild.cloneNode(true);
   $(".name", node).textContent = integration.name;
-  $(".meta", node).textContent = `${integration.category} · ${integration.method} · ${integration.tools_count} tools`;
+  $(".meta", node).textContent = `${integration.category} · ${integration.method} · ${integration.tools_count} ` +
+    (integration.tools_count === 1 ? "tool" : "tools");
   $(".description", node).textContent = integration.description;
   const list = $(".connections", node);
   for (const c of conns) {
     list.append(connectionItem(c, async (conn) => {
-      if (!confirm(`Disconnect ${integration.name} (${conn.account_label || conn.id})? Its credentials are destroyed.`)) return;
+      if (!confirm(`Disconnect ${integration.name}: ${connectionName(conn)}? Its credentials are destroyed.`)) return;
       try { await api("DELETE", "/v1/connections/" + encodeURIComponent(conn.id)); say("Disconnected."); refresh(); }
       catch (e) { say(e.message, true); }
     }));

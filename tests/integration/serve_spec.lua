@@ -123,12 +123,19 @@ describe("ferry serve", function()
     local secret = "sk_live_SECRET_" .. tostring(math.random(1e9))
     local status, body, _, raw = srv.call(key, "sample__post_echo",
       {payload = {password = secret, note = "hello"}, api_token = secret})
-    assert.are.equal(200, status)
-    assert.is_table(body.result)
-    -- the upstream saw the password (the script sent it), the agent's
-    -- response carries what the upstream echoed; but nothing ferry writes
-    -- on its own keeps it
-    assert.is_truthy(raw:find(secret, 1, true))
+    assert.are.equal(202, status)   -- a write waits for approval
+    assert.are.equal("[redacted]", body.approval.arguments.api_token)
+    assert.is_nil(raw:find(secret, 1, true), "the approval shows the arguments redacted")
+    local st, text = h.request("POST", srv.url .. "/v1/approvals/" .. body.approval.id .. "/approve",
+      {json = {}, headers = {authorization = "Bearer " .. key}})
+    assert.are.equal(200, st, text)
+    -- the upstream saw the password (the script sent it) and echoed it; the
+    -- stored result, and so the answer, has what the arguments' redaction
+    -- removed masked
+    local result = h.decode(text).approval.result
+    assert.is_table(result)
+    assert.is_nil(text:find(secret, 1, true), "secret in the approval's result")
+    assert.is_truthy(result.body:find("[redacted]", 1, true), result.body)
     srv.stop()
     local log = h.read_file(srv.log)
     assert.is_nil(log:find(secret, 1, true), "secret in the log")

@@ -31,9 +31,15 @@ describe("upstream calls", function()
   end)
 
   it("sends method, JSON body, headers and encoded query parameters", function()
+    -- a write: it waits for approval, then runs once approved
     local status, body = srv.call_text(key, '{"name":"sample__post_echo","arguments":{"payload":' ..
       '{"n":42,"big":9007199254740993,"price":1234.56,"list":[1,2]}}}')
-    assert.are.equal(200, status)
+    assert.are.equal(202, status)
+    local st, text = h.request("POST", srv.url .. "/v1/approvals/" .. body.approval.id .. "/approve",
+      {json = {}, headers = {authorization = "Bearer " .. key}})
+    assert.are.equal(200, st, text)
+    body = h.decode(text).approval
+    assert.are.equal("succeeded", body.status)
     local seen = body.result
     assert.are.equal("POST", seen.method)
     assert.are.equal("/echo", seen.path)
