@@ -96,7 +96,7 @@ int app_open(app *a, const app_config *cfg, ferr *err)
     a->calls = calls_new(&cc);
     if (!a->calls)
         return ferr_set(err, FERR_INTERNAL, "out of memory");
-    a->approvals = approvals_new(a->db, a->vault, a->audit, a->calls, a->providers, a->base, a->cfg.approval_ttl_hours);
+    a->approvals = approvals_new(a->db, a->vault, a->audit, a->calls, a->providers, a->base, a->cfg.approval_ttl_seconds);
     if (!a->approvals)
         return ferr_set(err, FERR_INTERNAL, "out of memory");
     a->agent = (agent_deps){.db = a->db, .providers = a->providers, .calls = a->calls, .policy = a->policy,

@@ -32,7 +32,7 @@ typedef struct app_config {
     const char *ca_file;               /* extra CA bundle for upstreams */
     int metrics_public;
     rate_policy rates;                 /* default limits per integration; negative: built-in defaults */
-    int approval_ttl_hours;            /* 0 → 24 */
+    int approval_ttl_seconds;          /* 0 → 86400 (24 h) */
     int db_busy_timeout_ms;            /* 0 → 5000 */
 } app_config;
 

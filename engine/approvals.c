@@ -13,7 +13,6 @@
 #include "schema.h"
 #include "vault.h"
 
-#define HOUR_MS (3600LL * 1000)
 #define SWEEP_SECONDS 60
 #define SUMMARY_MAX 400
 
@@ -24,7 +23,7 @@ struct approvals {
     calls *calls;
     providers *providers;
     struct event *sweep;
-    int ttl_hours;
+    int ttl_seconds;
 };
 
 static int64_t now_ms(void)
@@ -88,7 +87,7 @@ static void on_sweep(evutil_socket_t fd, short events, void *arg)
 }
 
 approvals *approvals_new(store *db, vault *v, audit *au, calls *cs, providers *ps, struct event_base *base,
-                         int ttl_hours)
+                         int ttl_seconds)
 {
     approvals *ap = calloc(1, sizeof *ap);
     if (!ap)
@@ -98,7 +97,7 @@ approvals *approvals_new(store *db, vault *v, audit *au, calls *cs, providers *p
     ap->audit = au;
     ap->calls = cs;
     ap->providers = ps;
-    ap->ttl_hours = ttl_hours > 0 ? ttl_hours : 24;
+    ap->ttl_seconds = ttl_seconds > 0 ? ttl_seconds : 24 * 3600;
     if (base) {
         ap->sweep = event_new(base, -1, EV_PERSIST, on_sweep, ap);
         struct timeval tv = {SWEEP_SECONDS, 0};
@@ -198,7 +197,7 @@ int approvals_request(approvals *ap, const principal *who, const provider_tool *
         .id = id, .team_id = who->team_id, .user_id = who->user_id, .user = (char *)who->user,
         .tool = t->full_name, .integration = t->p->slug, .connection_id = (char *)connection_id,
         .redacted_arguments = redacted_text, .summary = summary, .status = "pending",
-        .created_at = now, .expires_at = now + ap->ttl_hours * HOUR_MS,
+        .created_at = now, .expires_at = now + (int64_t)ap->ttl_seconds * 1000,
     };
     /* The real arguments wait sealed, under a data key of their own: they
      * may hold what the schema marks secret. */

@@ -23,7 +23,7 @@
 typedef struct approvals approvals;
 
 approvals *approvals_new(store *db, vault *v, audit *au, calls *cs, providers *ps, struct event_base *base,
-                         int ttl_hours);
+                         int ttl_seconds);
 void approvals_free(approvals *ap);
 
 /* A pending approval for calling write tool `t`; *out its JSON (new). */

@@ -145,7 +145,7 @@ static const char serve_help[] =
     "  --user-rate N, --user-burst N   calls per second (and burst) per user and\n"
     "                          integration (default 10, 50; 0: no limit)\n"
     "  --team-rate N, --team-burst N   the same per team (default 50, 200)\n"
-    "  --approval-ttl-hours N  how long a write waits for approval (default 24)\n"
+    "  --approval-ttl-seconds N  how long a write waits for approval (default 86400: 24 h)\n"
     "  --db-busy-timeout-ms N  how long a database write waits for a lock (default 5000)\n";
 
 static int cmd_serve(int argc, char **argv)
@@ -161,7 +161,7 @@ static int cmd_serve(int argc, char **argv)
         {"user-burst", required_argument, 0, OPT_USER_BURST},
         {"team-rate", required_argument, 0, OPT_TEAM_RATE},
         {"team-burst", required_argument, 0, OPT_TEAM_BURST},
-        {"approval-ttl-hours", required_argument, 0, OPT_APPROVAL_TTL},
+        {"approval-ttl-seconds", required_argument, 0, OPT_APPROVAL_TTL},
         {"db-busy-timeout-ms", required_argument, 0, OPT_BUSY_TIMEOUT},
         {0, 0, 0, 0}};
     common c = {0};
@@ -210,9 +210,9 @@ static int cmd_serve(int argc, char **argv)
             break;
         }
         case OPT_APPROVAL_TTL:
-            if ((v = parse_positive(optarg, "--approval-ttl-hours")) < 0)
+            if ((v = parse_positive(optarg, "--approval-ttl-seconds")) < 0)
                 return EXIT_USAGE;
-            c.cfg.approval_ttl_hours = (int)v;
+            c.cfg.approval_ttl_seconds = (int)v;
             break;
         case OPT_BUSY_TIMEOUT:
             if ((v = parse_positive(optarg, "--db-busy-timeout-ms")) < 0)
