@@ -75,6 +75,7 @@ int app_open(app *a, const app_config *cfg, ferr *err)
         return -1;
     hclient_config hc = {.max_response_bytes = a->cfg.max_response, .ca_file = a->cfg.ca_file};
     a->http = hclient_new(a->base, &hc);
+    a->budget = budget_new();
     a->log = calllog_new(a->db, a->base);
     a->audit = audit_new(a->db, a->base);
     /* Defaults documented in docs/governance.md: per user 10 calls/s with
@@ -87,7 +88,7 @@ int app_open(app *a, const app_config *cfg, ferr *err)
         return ferr_set(err, FERR_INTERNAL, "out of memory");
     calls_config cc = {
         .providers = a->providers,
-        .svc = {.http = a->http, .db = a->db},
+        .svc = {.base = a->base, .http = a->http, .db = a->db, .budget = a->budget},
         .log = a->log,
         .vault = a->vault,
         .audit = a->audit,
@@ -227,6 +228,7 @@ void app_close(app *a)
     policy_free(a->policy);
     calllog_free(a->log);
     hclient_free(a->http);
+    budget_free(a->budget);
     providers_free(a->providers);
     vault_close(a->vault);
     store_close(a->db);

@@ -43,6 +43,7 @@ typedef struct app {
     vault *vault;
     providers *providers;
     hclient *http;
+    budget *budget;
     calllog *log;
     audit *audit;
     policy *policy;

@@ -13,14 +13,17 @@
 
 #include <lua.h>
 
+#include "budget.h"
 #include "connections.h"
 #include "hclient.h"
 #include "provider.h"
 #include "store.h"
 
 typedef struct lua_ctx_services {
+    struct event_base *base;
     hclient *http;
     store *db;
+    budget *budget;                /* upstream rate budgets; may be NULL */
 } lua_ctx_services;
 
 typedef struct lua_ctx {

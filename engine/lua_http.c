@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/time.h>
+#include <time.h>
 
 #include <lauxlib.h>
 #include <openssl/evp.h>
@@ -29,10 +31,27 @@
 
 #define MAX_TIMEOUT_MS 120000
 
+/* A request on its way: waiting for its upstream budget (timer), then in
+ * flight (xfer). It owns what the transfer needs until it starts. */
 typedef struct pending {
     lhost_task *task;
+    hclient *http;
     hclient_xfer *xfer;
-    const credentials *creds;   /* the call's; it outlives the transfer */
+    struct event *timer;
+    const credentials *creds;   /* the call's; it outlives the request */
+    budget *budget;
+    char budget_key[160];
+    char method[16];
+    char *url;
+    struct curl_slist *headers;
+    char *body;
+    size_t body_len;
+    long timeout_ms;
+    char request_id[17];
+    const char *label;
+    char *host;
+    char *path;
+    int allow_private;
 } pending;
 
 typedef struct outcome {
@@ -40,6 +59,24 @@ typedef struct outcome {
     ferr *err;
     const credentials *creds;
 } outcome;
+
+static void free_pending(pending *p)
+{
+    if (p->timer)
+        event_free(p->timer);
+    curl_slist_free_all(p->headers);
+    if (p->url) {
+        vault_wipe(p->url, strlen(p->url));   /* it may carry a credential */
+        free(p->url);
+    }
+    if (p->body) {
+        vault_wipe(p->body, p->body_len);
+        free(p->body);
+    }
+    free(p->host);
+    free(p->path);
+    free(p);
+}
 
 static int l_json(lua_State *L)
 {
@@ -109,20 +146,87 @@ static int push_outcome(lua_State *L, void *ud)
     return 1;
 }
 
+/* Seconds from a Retry-After value (delta seconds or an HTTP date). */
+static double retry_after_seconds(const hclient_response *r)
+{
+    for (size_t i = 0; i < r->nheaders; i++)
+        if (strcmp(r->headers[i].name, "retry-after") == 0) {
+            char *end;
+            double s = strtod(r->headers[i].value, &end);
+            if (end != r->headers[i].value && *end == 0)
+                return s > 0 ? s : 0;
+            time_t when = curl_getdate(r->headers[i].value, NULL);
+            return when > 0 ? difftime(when, time(NULL)) : 0;
+        }
+    return 0;
+}
+
+static double wall_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec * 1e3 + (double)tv.tv_usec / 1e3;
+}
+
 static void on_done(void *arg, hclient_response *resp, ferr *err)
 {
     pending *p = arg;
     lhost_task *t = p->task;
+    /* The upstream says slow down: everything through this connection
+     * waits, not only this call. */
+    if (resp && (resp->status == 429 || resp->status == 503) && p->budget_key[0]) {
+        double s = retry_after_seconds(resp);
+        if (s > 0 || resp->status == 429)
+            budget_pause(p->budget, p->budget_key, wall_ms() + (s > 0 ? s : 1) * 1000);
+    }
     outcome o = {resp, err, p->creds};
-    free(p);
+    p->xfer = NULL;
+    free_pending(p);
     lhost_task_wake(t, push_outcome, &o);
 }
 
 static void on_cancel(void *ud)
 {
     pending *p = ud;
-    hclient_cancel(p->xfer);
-    free(p);
+    if (p->xfer)
+        hclient_cancel(p->xfer);
+    free_pending(p);
+}
+
+static int start_transfer(pending *p, ferr *err)
+{
+    hclient_request req = {
+        .method = p->method, .url = p->url, .headers = p->headers, .body = p->body, .body_len = p->body_len,
+        .timeout_ms = p->timeout_ms, .request_id = p->request_id, .label = p->label, .host = p->host,
+        .path = p->path, .allow_private = p->allow_private,
+    };
+    p->headers = NULL;   /* the client owns them now, even when it fails */
+    return hclient_start(p->http, &req, on_done, p, &p->xfer, err);
+}
+
+static int push_start_error(lua_State *L, void *ud)
+{
+    ferr *e = ud;
+    lua_pushnil(L);
+    lua_ctx_push_error(L, e->code, e->message);
+    return 2;
+}
+
+/* The upstream budget's turn came. */
+static void on_budget(evutil_socket_t fd, short events, void *arg)
+{
+    (void)fd;
+    (void)events;
+    pending *p = arg;
+    event_free(p->timer);
+    p->timer = NULL;
+    ferr err = {0};
+    if (start_transfer(p, &err) < 0) {
+        lhost_task *t = p->task;
+        free_pending(p);
+        lhost_task_wake(t, push_start_error, &err);
+    }
+    ferr_clear(&err);
 }
 
 static int valid_token(const char *s)
@@ -221,8 +325,8 @@ static void push_joined_url(lua_State *L, const char *base, const char *path)
     lua_concat(L, 3);
 }
 
-enum { A_ARGS = 1, A_METHOD, A_URL, A_PATH, A_QUERY, A_HEADERS, A_JSON, A_BODY, A_TIMEOUT, A_FULL_URL, A_QLIST,
-       A_HLIST, A_BODY_TEXT };
+enum { A_ARGS = 1, A_METHOD, A_URL, A_PATH, A_QUERY, A_HEADERS, A_JSON, A_BODY, A_TIMEOUT, A_TIER, A_FULL_URL,
+       A_QLIST, A_HLIST, A_BODY_TEXT };
 
 /* The header the core writes the credential into, if any. */
 static const char *credential_header(const provider_auth *a)
@@ -238,9 +342,13 @@ static const char *credential_header(const provider_auth *a)
  * value, so raising leaks nothing. */
 static void read_request(lua_State *L, provider *pv, char method[16], long *timeout_ms)
 {
-    static const char *const fields[] = {"method", "url", "path", "query", "headers", "json", "body", "timeout_ms"};
-    for (int i = 0; i < 8; i++)
+    static const char *const fields[] = {"method", "url", "path", "query", "headers", "json", "body", "timeout_ms",
+                                         "tier"};
+    for (int i = 0; i < 9; i++)
         lua_getfield(L, A_ARGS, fields[i]);
+    if (!lua_isnil(L, A_TIER) && (!lua_isstring(L, A_TIER) || !provider_budget_for(pv, lua_tostring(L, A_TIER))))
+        luaL_error(L, "ctx.http.request: tier '%s' is not one of the provider's rate_limits.tiers",
+                   lua_isstring(L, A_TIER) ? lua_tostring(L, A_TIER) : "?");
 
     strcpy(method, "GET");
     if (!lua_isnil(L, A_METHOD)) {
@@ -468,15 +576,57 @@ static int l_request(lua_State *L)
         goto out;
     }
     p->task = lhost_running(lhost_from(L));
+    p->http = c->svc->http;
     p->creds = c->creds;
-    hclient_request req = {
-        .method = method, .url = final_url, .headers = headers, .body = body, .body_len = body_len,
-        .timeout_ms = timeout_ms, .request_id = c->request_id, .label = pv->slug, .host = host, .path = path,
-        .allow_private = provider_allows_private(pv, host),
-    };
-    headers = NULL;   /* the client owns them now, even when it fails */
-    if (hclient_start(c->svc->http, &req, on_done, p, &p->xfer, &err) < 0) {
-        free(p);
+    p->budget = c->svc->budget;
+    snprintf(p->method, sizeof p->method, "%s", method);
+    snprintf(p->request_id, sizeof p->request_id, "%s", c->request_id ? c->request_id : "");
+    p->label = pv->slug;
+    p->url = strdup(final_url);
+    p->host = strdup(host);
+    p->path = strdup(path);
+    p->body_len = body_len;
+    p->body = body ? malloc(body_len + 1) : NULL;
+    if (p->body)
+        memcpy(p->body, body, body_len);
+    p->timeout_ms = timeout_ms;
+    p->allow_private = provider_allows_private(pv, host);
+    p->headers = headers;
+    headers = NULL;
+    if (!p->url || !p->host || !p->path || (body && !p->body)) {
+        free_pending(p);
+        p = NULL;
+        ferr_set(&err, FERR_INTERNAL, "out of memory");
+        goto out;
+    }
+    /* The upstream's own limit, shared by every request of the connection. */
+    const provider_budget *b = provider_budget_for(pv, lua_tostring(L, A_TIER));
+    double wait = 0;
+    if (b && b->rate > 0 && p->budget) {
+        snprintf(p->budget_key, sizeof p->budget_key, "%s|%s|%s", pv->slug, c->conn ? c->conn->id : "-",
+                 b->name ? b->name : "");
+        wait = budget_reserve(p->budget, p->budget_key, b->rate, b->burst, wall_ms());
+        long deadline = timeout_ms > 0 ? timeout_ms : 30000;
+        if (wait > deadline) {
+            budget_release(p->budget, p->budget_key);
+            ferr_set(&err, FERR_UPSTREAM_RATE_LIMITED,
+                     "%s's rate limit leaves no room for this request before its deadline", pv->name);
+            ferr_detail(&err, "retry_after", json_integer((json_int_t)(wait / 1000 + 1)));
+            free_pending(p);
+            p = NULL;
+            goto out;
+        }
+    }
+    if (wait > 0) {
+        struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)((long)wait % 1000) * 1000};
+        p->timer = evtimer_new(c->svc->base, on_budget, p);
+        if (!p->timer || evtimer_add(p->timer, &tv) < 0) {
+            free_pending(p);
+            p = NULL;
+            ferr_set(&err, FERR_INTERNAL, "cannot wait for the upstream budget");
+        }
+    } else if (start_transfer(p, &err) < 0) {
+        free_pending(p);
         p = NULL;
     }
 out:

@@ -10,6 +10,7 @@
 #include "app.h"
 #include "connections.h"
 #include "keys.h"
+#include "kit.h"
 #include "log.h"
 #include "provider.h"
 #include "vault.h"
@@ -332,6 +333,8 @@ static int cmd_keys(int argc, char **argv)
 static const char providers_help[] =
     "usage: ferry providers list [--providers DIR]...\n"
     "       ferry providers check FILE.lua...\n"
+    "       ferry providers new SLUG [--dir DIR]       a starter provider and its busted spec\n"
+    "       ferry providers docs [--out DIR] [--providers DIR]...   docs/providers/<slug>.md\n"
     "check loads each file in the sandbox, validates it against the provider\n"
     "contract and prints every problem; exit 1 when any file has one.\n";
 
@@ -416,6 +419,10 @@ static int providers_list(common *c)
 
 static int cmd_providers(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "new") == 0)
+        return kit_new(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "docs") == 0)
+        return kit_docs(argc - 1, argv + 1);
     static const struct option opts[] = {COMMON_OPTIONS, {0, 0, 0, 0}};
     common c = {0};
     int opt;
@@ -794,7 +801,7 @@ static const char main_help[] =
     "usage: ferry COMMAND [options]   (ferry COMMAND --help for more)\n"
     "  serve                      serve the HTTP API\n"
     "  keys create|revoke         manage API keys\n"
-    "  providers list|check       list or validate provider scripts\n"
+    "  providers list|check|new|docs  list, validate, start or document providers\n"
     "  tool call NAME 'JSON'      run one tool locally and print its result\n"
     "  connections add|list|remove  manage connections to integrations\n"
     "  vault rotate               new master key, every data key re-wrapped\n"

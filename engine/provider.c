@@ -521,6 +521,64 @@ static void parse_auth(loader *ld, json_t *auth)
         problem(ld, "auth: the %s name is empty", names[a->place]);
 }
 
+/* "10s", "1m", "1h", "1d" → seconds; 0 when unparseable. */
+static double parse_period(const char *s)
+{
+    char *end;
+    double n = strtod(s, &end);
+    if (end == s || n <= 0 || end[0] == 0 || end[1] != 0)
+        return 0;
+    switch (*end) {
+    case 's': return n;
+    case 'm': return n * 60;
+    case 'h': return n * 3600;
+    case 'd': return n * 86400;
+    default: return 0;
+    }
+}
+
+/* {requests = N, per = "10s"} → rate and burst. */
+static int parse_budget(json_t *o, provider_budget *b)
+{
+    json_t *req = json_object_get(o, "requests"), *per = json_object_get(o, "per");
+    double seconds = json_is_string(per) ? parse_period(json_string_value(per)) : 0;
+    if (!json_is_number(req) || json_number_value(req) < 1 || seconds <= 0)
+        return -1;
+    b->burst = json_number_value(req);
+    b->rate = b->burst / seconds;
+    return 0;
+}
+
+static void parse_rate_limits(loader *ld, json_t *rl)
+{
+    provider *p = ld->p;
+    const char *key;
+    json_t *v;
+    json_object_foreach(rl, key, v) {
+        if (strcmp(key, "requests") != 0 && strcmp(key, "per") != 0 && strcmp(key, "tiers") != 0)
+            problem(ld, "rate_limits: unknown field '%s'", key);
+    }
+    if ((json_object_get(rl, "requests") || json_object_get(rl, "per")) && parse_budget(rl, &p->budget) < 0)
+        problem(ld, "rate_limits: want {requests = N, per = \"10s\" | \"1m\" | \"1h\"}");
+    json_t *tiers = json_object_get(rl, "tiers");
+    if (!tiers)
+        return;
+    if (!json_is_object(tiers)) {
+        problem(ld, "rate_limits.tiers: want {name = {requests = N, per = \"1m\"}, ...}");
+        return;
+    }
+    p->tiers = calloc(json_object_size(tiers) + 1, sizeof *p->tiers);
+    json_object_foreach(tiers, key, v) {
+        provider_budget b = {0};
+        if (parse_budget(v, &b) < 0) {
+            problem(ld, "rate_limits.tiers.%s: want {requests = N, per = \"1m\"}", key);
+            continue;
+        }
+        b.name = strdup(key);
+        p->tiers[p->ntiers++] = b;
+    }
+}
+
 /* "90d", "12w", "6m" (30-day months) → days; 0 when unparseable. */
 static int parse_days(const char *s)
 {
@@ -599,6 +657,20 @@ static int extract(lua_State *L)
             problem(ld, "upcoming_events: must be a function(ctx, {from, to, limit})");
         lua_pop(L, 1);
     }
+    type = raw_field(L, t, "rate_limits");
+    if (type == LUA_TTABLE) {
+        ferr rerr = {0};
+        json_t *rl = lua_json_from(L, -1, &rerr);
+        if (json_is_object(rl))
+            parse_rate_limits(ld, rl);
+        else
+            problem(ld, "rate_limits: want {requests = N, per = \"10s\", tiers = {...}}");
+        json_decref(rl);
+        ferr_clear(&rerr);
+    } else if (type != LUA_TNIL) {
+        problem(ld, "rate_limits: want {requests = N, per = \"10s\", tiers = {...}}");
+    }
+    lua_pop(L, 1);
     char *rotate = string_field(ld, t, "", "rotate_every", 0);
     if (rotate && !(p->rotate_every_days = parse_days(rotate)))
         problem(ld, "rotate_every: '%s' must be a count of days, weeks, months or years: \"90d\", \"12w\"", rotate);
@@ -708,6 +780,9 @@ void provider_free(provider *p)
     free(p->authn.prefix);
     free(p->authn.instructions);
     free_list(p->authn.settings, p->authn.nsettings);
+    for (size_t i = 0; i < p->ntiers; i++)
+        free(p->tiers[i].name);
+    free(p->tiers);
     free(p->source);
     free(p->slug);
     free(p->name);
@@ -769,6 +844,16 @@ out:
     curl_free(scheme);
     curl_url_cleanup(u);
     return rc;
+}
+
+const provider_budget *provider_budget_for(const provider *p, const char *tier)
+{
+    if (!tier)
+        return &p->budget;
+    for (size_t i = 0; i < p->ntiers; i++)
+        if (strcmp(p->tiers[i].name, tier) == 0)
+            return &p->tiers[i];
+    return NULL;
 }
 
 int provider_allows_private(const provider *p, const char *host)

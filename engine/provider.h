@@ -53,6 +53,13 @@ typedef struct provider_auth {
     char *instructions;    /* how a user obtains the credential; may be NULL */
 } provider_auth;
 
+/* The upstream API's own rate limit (rate_limits = {requests, per, tiers}). */
+typedef struct provider_budget {
+    char *name;            /* a tier's name; NULL for the default */
+    double rate;           /* requests per second */
+    double burst;          /* requests at once */
+} provider_budget;
+
 struct provider {
     char *source;          /* where it came from: "providers/x.lua" or a path */
     char *slug, *name, *category, *description;
@@ -67,6 +74,9 @@ struct provider {
     int check_ref;         /* check(ctx) verifying a new connection, or LUA_NOREF */
     int events_ref;        /* upcoming_events(ctx, {from, to, limit}) for /v1/context, or LUA_NOREF */
     int rotate_every_days; /* the vendor's advice for rotating the credential; 0: none */
+    provider_budget budget;     /* rate 0: none declared */
+    provider_budget *tiers;     /* named budgets a request picks with tier = "..." */
+    size_t ntiers;
     char **data_categories;
     size_t ncategories;
     provider_tool *tools;
@@ -94,6 +104,10 @@ int provider_allows_host(const provider *p, const char *host);
  * provider wrote itself, or a host an operator gave with --base-url. A
  * declared name that resolves to a private address is refused otherwise. */
 int provider_allows_private(const provider *p, const char *host);
+
+/* The budget a request uses: the named tier, else the default (rate 0 when
+ * none is declared). NULL when `tier` names no declared tier. */
+const provider_budget *provider_budget_for(const provider *p, const char *tier);
 
 /* A tool by its declared name, or NULL. */
 provider_tool *provider_tool_find(provider *p, const char *name);
