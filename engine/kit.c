@@ -212,10 +212,12 @@ int kit_new(int argc, char **argv)
         {.template = "scripts/ferry/templates/busted.lua", .optional = 1},
         {.template = "scripts/ferry/templates/luacheckrc.lua", .optional = 1},
     };
-    snprintf(files[0].path, sizeof files[0].path, "%s/providers/%s.lua", dir, slug);
-    snprintf(files[1].path, sizeof files[1].path, "%s/spec/%s_spec.lua", dir, slug);
-    snprintf(files[2].path, sizeof files[2].path, "%s/.busted", dir);
-    snprintf(files[3].path, sizeof files[3].path, "%s/.luacheckrc", dir);
+    /* Paths as the user will type them: no "./" in front for the current folder. */
+    const char *pre = strcmp(dir, ".") == 0 ? "" : dir, *sep = *pre ? "/" : "";
+    snprintf(files[0].path, sizeof files[0].path, "%s%sproviders/%s.lua", pre, sep, slug);
+    snprintf(files[1].path, sizeof files[1].path, "%s%sspec/%s_spec.lua", pre, sep, slug);
+    snprintf(files[2].path, sizeof files[2].path, "%s%s.busted", pre, sep);
+    snprintf(files[3].path, sizeof files[3].path, "%s%s.luacheckrc", pre, sep);
     const size_t nfiles = sizeof files / sizeof files[0];
 
     int refused = 0;
@@ -269,9 +271,9 @@ int kit_new(int argc, char **argv)
     }
     printf("\nnext:\n"
            "  ferry providers check %s\n"
-           "  busted                      (in %s, with ferry's SDK installed: luarocks make rockspec/ferry-sdk-scm-1.rockspec)\n"
-           "  ferry tool call %s__list_items '{\"limit\": 5}' --providers %s/providers\n",
-           files[0].path, dir, slug, dir);
+           "  busted%s%s    (needs ferry's SDK: luarocks make rockspec/ferry-sdk-scm-1.rockspec in ferry's sources)\n"
+           "  ferry tool call %s__list_items '{\"limit\": 5}' --providers %s%sproviders\n",
+           files[0].path, *pre ? " in " : "", pre, slug, pre, sep);
     return 0;
 }
 
@@ -400,11 +402,16 @@ static void put_one_type(FILE *f, json_t *root, json_t *schema, const char *type
 {
     if (strcmp(type, "string") == 0) {
         const char *format = str(schema, "format");
-        fputs(format ? format : "string", f);
+        fputs("string", f);
         if (format && strcmp(format, "date") == 0)
-            fputs(" (YYYY-MM-DD)", f);
+            fputs(" (date: YYYY-MM-DD)", f);
         else if (format && strcmp(format, "date-time") == 0)
-            fputs(" (RFC 3339)", f);
+            fputs(" (date-time: RFC 3339)", f);
+        else if (format) {
+            fputs(" (", f);
+            put_cell(f, format);
+            fputs(")", f);
+        }
         json_t *min = json_object_get(schema, "minLength"), *max = json_object_get(schema, "maxLength");
         if (min && json_is_integer(min) && json_integer_value(min) == 1 && !max)
             fputs(", not empty", f);

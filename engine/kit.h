@@ -5,7 +5,7 @@
  *       `ferry providers check`) and DIR/spec/SLUG_spec.lua (its busted
  *       spec, passing as written), plus DIR/.busted and DIR/.luacheckrc
  *       when they are missing. Refuses to overwrite the provider or spec.
- *       The templates are scripts/ferry/templates/*.lua, built into the
+ *       The templates are the .lua files in scripts/ferry/templates, built into the
  *       binary.
  *
  *   ferry providers docs [--out DIR] [--providers DIR]...

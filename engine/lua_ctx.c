@@ -42,6 +42,21 @@ void lua_ctx_push_error(lua_State *L, ferr_code code, const char *message)
     lua_setmetatable(L, -2);
 }
 
+void lua_ctx_push_ferr(lua_State *L, const ferr *e)
+{
+    lua_ctx_push_error(L, e->code, e->message);
+    const char *key;
+    json_t *v;
+    /* Details become fields (retry_after, status, host...): a script that
+     * returns the error passes them on. */
+    json_object_foreach(e->details, key, v) {
+        if (strcmp(key, "code") == 0 || strcmp(key, "message") == 0)
+            continue;
+        lua_json_push(L, v);
+        lua_setfield(L, -2, key);
+    }
+}
+
 lua_ctx *lua_ctx_current(lua_State *L, const char *primitive)
 {
     lhost_task *t = lhost_running(lhost_from(L));

@@ -48,6 +48,9 @@ lua_ctx *lua_ctx_current(lua_State *L, const char *primitive);
  * printable with tostring. Pushes it. */
 void lua_ctx_push_error(lua_State *L, ferr_code code, const char *message);
 
+/* The same from a ferr, its details as fields. */
+void lua_ctx_push_ferr(lua_State *L, const ferr *e);
+
 /* Module tables (each pushes one). */
 void lua_http_push(lua_State *L);
 void lua_log_push(lua_State *L);

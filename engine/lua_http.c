@@ -113,7 +113,7 @@ static int push_outcome(lua_State *L, void *ud)
     outcome *o = ud;
     if (o->err) {
         lua_pushnil(L);
-        lua_ctx_push_error(L, o->err->code, o->err->message);
+        lua_ctx_push_ferr(L, o->err);
         return 2;
     }
     const credentials *creds = o->creds;
@@ -206,9 +206,8 @@ static int start_transfer(pending *p, ferr *err)
 
 static int push_start_error(lua_State *L, void *ud)
 {
-    ferr *e = ud;
     lua_pushnil(L);
-    lua_ctx_push_error(L, e->code, e->message);
+    lua_ctx_push_ferr(L, ud);
     return 2;
 }
 
@@ -646,7 +645,7 @@ out:
     curl_url_cleanup(u);
     if (err.code) {
         lua_pushnil(L);
-        lua_ctx_push_error(L, err.code, err.message);
+        lua_ctx_push_ferr(L, &err);
         ferr_clear(&err);
         return 2;
     }
