@@ -175,11 +175,29 @@ static void delete_connection(hreq *r, void *arg)
 {
     app *a = arg;
     ferr e = {0};
-    if (connections_delete(a->db, a->vault, hreq_principal(r), hreq_param(r, "id"), &e) < 0) {
-        reply_ferr(r, &e);
-        return;
+    const principal *who = hreq_principal(r);
+    /* An OAuth grant is revoked at the provider too (best effort, after the
+     * credentials are gone here): the tokens are read before deleting. */
+    store_connection c;
+    memset(&c, 0, sizeof c);
+    credentials creds = {0};
+    int revoke = 0;
+    if (connections_get_visible(a->db, who, hreq_param(r, "id"), &c, &e) == 0) {
+        const provider *p = providers_find(a->providers, c.integration);
+        ferr ignore = {0};
+        revoke = p && p->authn.kind == AUTH_OAUTH2 && connections_open(a->db, a->vault, &c, &creds, &ignore) == 0;
+        ferr_clear(&ignore);
     }
-    hreq_reply_json(r, 204, NULL);
+    ferr_clear(&e);
+    if (connections_delete(a->db, a->vault, who, hreq_param(r, "id"), &e) < 0) {
+        reply_ferr(r, &e);
+    } else {
+        if (revoke)
+            oauth_revoke(a->oauth, &c, &creds);
+        hreq_reply_json(r, 204, NULL);
+    }
+    store_connection_clear(&c);
+    credentials_wipe(&creds);
 }
 
 /* PUT /v1/policies/rotation {integration: slug | "*", every_days: N (0 removes)} */

@@ -1,6 +1,7 @@
 #include "app.h"
 
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -86,9 +87,18 @@ int app_open(app *a, const app_config *cfg, ferr *err)
     a->policy = policy_new(a->db, a->base, &pc);
     if (!a->http || !a->log || !a->audit || !a->policy)
         return ferr_set(err, FERR_INTERNAL, "out of memory");
+    oauth_deps od = {.base = a->base, .db = a->db, .vault = a->vault, .providers = a->providers, .http = a->http,
+                     .audit = a->audit, .refresh_margin_s = a->cfg.oauth_refresh_margin_s,
+                     .refresh_interval_s = a->cfg.oauth_refresh_interval_s};
+    a->oauth = oauth_new(&od);
+    if (!a->oauth)
+        return ferr_set(err, FERR_INTERNAL, "out of memory");
+    if (a->cfg.public_url)
+        oauth_set_public_url(a->oauth, a->cfg.public_url);
     calls_config cc = {
         .providers = a->providers,
-        .svc = {.base = a->base, .http = a->http, .db = a->db, .budget = a->budget},
+        .svc = {.base = a->base, .http = a->http, .db = a->db, .budget = a->budget, .vault = a->vault,
+                .oauth = a->oauth},
         .log = a->log,
         .vault = a->vault,
         .audit = a->audit,
@@ -169,6 +179,12 @@ int app_serve(app *a, ferr *err)
     api_connections_register(a->server);
     api_context_register(a->server);
     api_governance_register(a->server);
+    api_oauth_register(a->server);
+    if (!a->cfg.public_url) {
+        char url[300];
+        snprintf(url, sizeof url, "http://%s", hserver_address(a->server));
+        oauth_set_public_url(a->oauth, url);
+    }
     a->sigint = evsignal_new(a->base, SIGINT, on_signal, a);
     a->sigterm = evsignal_new(a->base, SIGTERM, on_signal, a);
     a->drain_timer = evtimer_new(a->base, on_drain_tick, a);
@@ -182,6 +198,7 @@ int app_serve(app *a, ferr *err)
     log_str(l, "addr", hserver_address(a->server));
     log_str(l, "version", FERRY_VERSION);
     log_str(l, "data", a->cfg.data_dir);
+    log_str(l, "oauth_redirect_uri", oauth_redirect_uri(a->oauth));
     log_int(l, "providers", (long long)providers_count(a->providers));
     log_int(l, "providers_skipped", (long long)json_array_size(providers_broken(a->providers)));
     log_int(l, "tools", (long long)ntools);
@@ -222,6 +239,8 @@ void app_close(app *a)
     /* Calls first: ending one answers its HTTP request, which must still
      * exist. */
     calls_free(a->calls);
+    /* Then sign-ins still exchanging their code: they answer too. */
+    oauth_free(a->oauth);
     hserver_free(a->server);
     approvals_free(a->approvals);
     audit_free(a->audit);

@@ -13,6 +13,7 @@
 #include "calls.h"
 #include "hclient.h"
 #include "hserver.h"
+#include "oauth.h"
 #include "policy.h"
 #include "providers.h"
 #include "store.h"
@@ -34,6 +35,9 @@ typedef struct app_config {
     rate_policy rates;                 /* default limits per integration; negative: built-in defaults */
     int approval_ttl_seconds;          /* 0 → 86400 (24 h) */
     int db_busy_timeout_ms;            /* 0 → 5000 */
+    const char *public_url;            /* where browsers reach ferry (OAuth redirects); NULL: http://<listen> */
+    int oauth_refresh_margin_s;        /* 0 → 300 */
+    int oauth_refresh_interval_s;      /* 0 → 60; negative: no refresh timer (CLI) */
 } app_config;
 
 typedef struct app {
@@ -47,6 +51,7 @@ typedef struct app {
     calllog *log;
     audit *audit;
     policy *policy;
+    oauth *oauth;
     calls *calls;
     approvals *approvals;
     agent_deps agent;
@@ -71,5 +76,6 @@ void api_register(hserver *hs);
 void api_connections_register(hserver *hs);
 void api_context_register(hserver *hs);
 void api_governance_register(hserver *hs);
+void api_oauth_register(hserver *hs);
 
 #endif

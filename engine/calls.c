@@ -10,6 +10,7 @@
 #include "log.h"
 #include "lua_json.h"
 #include "metrics.h"
+#include "oauth.h"
 #include "schema.h"
 #include "jsonfmt.h"
 
@@ -37,11 +38,13 @@ struct call {
     store_connection conn;
     int has_conn;
     credentials creds;          /* opened for the HTTP primitive; wiped at the end */
+    oauth_waiter *refresh;      /* waiting for the connection's token to be refreshed */
     int64_t audit_intent;
     char approval_id[40];
     json_t *arguments;
     call_done_fn done;
     void *done_arg;
+    int fn_ref;
     struct timespec started;
 };
 
@@ -287,6 +290,61 @@ static void free_unstarted(call *c)
     free(c);
 }
 
+/* Starts the call's task (it is linked as running already). -1 when its
+ * audit intent cannot be written: then nothing ran. */
+static int run_task(calls *cs, call *c, ferr *err)
+{
+    /* Fail closed: no audit intent, no call. */
+    if (cs->cfg.audit && audit_begin(cs->cfg.audit, c->has_who ? c->who.team_id : 0, c->name, c->request_id,
+                                     &c->audit_intent, err) < 0)
+        return -1;
+    c->lctx = (lua_ctx){
+        .svc = &cs->cfg.svc, .provider = c->provider, .request_id = c->request_id, .tool = c->name,
+        .connection_id = c->has_conn ? c->conn.id : NULL, .who = c->has_who ? &c->who : NULL,
+        .conn = c->has_conn ? &c->conn : NULL, .creds = c->has_conn ? &c->creds : NULL,
+    };
+    ferr start_err = {0};
+    if (lhost_task_start(c->provider->host, c->fn_ref, push_ctx_and_args, c, on_task_done, c, &c->lctx,
+                         c->request_id, c->name, &c->task, &start_err) < 0) {
+        /* It never ran; still a call that happened and failed. */
+        finish(c, NULL, &start_err);
+        ferr_clear(&start_err);
+    }
+    return 0;
+}
+
+/* The connection's token was refreshed (or could not be). */
+static void on_refreshed(void *arg, const ferr *rerr)
+{
+    call *c = arg;
+    calls *cs = c->cs;
+    c->refresh = NULL;
+    ferr e = {0};
+    if (rerr) {
+        ferr_set(&e, rerr->code, "%s", rerr->message);
+        e.status = rerr->status;
+        if (rerr->details)
+            e.details = json_deep_copy(rerr->details);
+    } else {
+        /* Read the connection again: new tokens, new expiry. */
+        char id[40];
+        snprintf(id, sizeof id, "%s", c->conn.id);
+        credentials_wipe(&c->creds);
+        store_connection_clear(&c->conn);
+        if (store_connection_get(cs->cfg.svc.db, id, &c->conn, &e) != 0) {
+            c->has_conn = 0;
+            if (!e.code)
+                ferr_set(&e, FERR_NOT_FOUND, "connection %s was deleted", id);
+        } else {
+            connections_open(cs->cfg.svc.db, cs->cfg.vault, &c->conn, &c->creds, &e);
+        }
+    }
+    if (!e.code && run_task(cs, c, &e) == 0)
+        return;
+    finish(c, NULL, &e);
+    ferr_clear(&e);
+}
+
 /* Runs fn_ref of c->provider as the call's task, once validated. */
 static int launch(calls *cs, call *c, const call_request *req, int fn_ref, call_done_fn done, void *arg,
                   ferr *err)
@@ -300,6 +358,7 @@ static int launch(calls *cs, call *c, const call_request *req, int fn_ref, call_
     c->cs = cs;
     c->done = done;
     c->done_arg = arg;
+    c->fn_ref = fn_ref;
     snprintf(c->request_id, sizeof c->request_id, "%s", req->request_id ? req->request_id : "");
     if (req->who) {
         c->who = *req->who;
@@ -310,17 +369,6 @@ static int launch(calls *cs, call *c, const call_request *req, int fn_ref, call_
         free_unstarted(c);
         return -1;
     }
-    /* Fail closed: no audit intent, no call. */
-    if (cs->cfg.audit && audit_begin(cs->cfg.audit, c->has_who ? c->who.team_id : 0, c->name, c->request_id,
-                                     &c->audit_intent, err) < 0) {
-        free_unstarted(c);
-        return -1;
-    }
-    c->lctx = (lua_ctx){
-        .svc = &cs->cfg.svc, .provider = c->provider, .request_id = c->request_id, .tool = c->name,
-        .connection_id = c->has_conn ? c->conn.id : NULL, .who = c->has_who ? &c->who : NULL,
-        .conn = c->has_conn ? &c->conn : NULL, .creds = c->has_conn ? &c->creds : NULL,
-    };
     clock_gettime(CLOCK_MONOTONIC, &c->started);
     c->next = cs->running;
     if (cs->running)
@@ -329,12 +377,19 @@ static int launch(calls *cs, call *c, const call_request *req, int fn_ref, call_
     cs->nrunning++;
     metrics_add(METRIC_CALLS_IN_FLIGHT, 1, NULL, NULL);
 
-    ferr start_err = {0};
-    if (lhost_task_start(c->provider->host, fn_ref, push_ctx_and_args, c, on_task_done, c, &c->lctx,
-                         c->request_id, c->name, &c->task, &start_err) < 0) {
-        /* It never ran; still a call that happened and failed. */
-        finish(c, NULL, &start_err);
-        ferr_clear(&start_err);
+    /* An OAuth token about to expire is refreshed first; calls on the same
+     * connection share that one refresh. */
+    oauth *o = cs->cfg.svc.oauth;
+    if (c->has_conn && o && oauth_needs_refresh(o, c->provider, &c->conn)) {
+        oauth_waiter *w = oauth_refresh(o, &c->conn, on_refreshed, c);
+        if (w)
+            c->refresh = w;   /* else it has finished already, and c is gone */
+        return 0;
+    }
+    if (run_task(cs, c, err) < 0) {
+        unlink_call(c);
+        free_unstarted(c);
+        return -1;
     }
     return 0;
 }
@@ -393,7 +448,11 @@ void calls_abort_all(calls *cs, ferr_code code, const char *message)
 {
     while (cs->running) {
         call *c = cs->running;
-        lhost_task_abort(c->task);
+        if (c->refresh)
+            oauth_cancel(c->refresh);
+        c->refresh = NULL;
+        if (c->task)
+            lhost_task_abort(c->task);
         ferr e = {0};
         ferr_set(&e, code, "%s", message);
         finish(c, NULL, &e);

@@ -140,6 +140,13 @@ static size_t secret_fields(const provider *p, const char *out[2], size_t *requi
         out[1] = "password";
         return *required = 2;
     case AUTH_OAUTH2:
+        if (p->authn.client_credentials) {
+            /* Server to server: the client's own credentials; ferry gets
+             * and renews the access token itself. */
+            out[0] = "client_id";
+            out[1] = "client_secret";
+            return *required = 2;
+        }
         /* Tokens issued elsewhere, imported as they are; the usual way in
          * is the OAuth flow. */
         out[0] = "access_token";
@@ -341,8 +348,8 @@ void connections_reconnect_details(const provider *p, const char *connection_id,
     /* OAuth reconnects through its start route; a key is replaced on the
      * Connected Apps page. */
     char url[200];
-    if (p->authn.kind == AUTH_OAUTH2)
-        snprintf(url, sizeof url, "/oauth/%s/start", p->slug);
+    if (p->authn.kind == AUTH_OAUTH2 && !p->authn.client_credentials)
+        snprintf(url, sizeof url, "/oauth/%s/start?connection_id=%s", p->slug, connection_id);
     else
         snprintf(url, sizeof url, "/#%s", p->slug);
     ferr_detail(err, "reconnect_url", json_string(url));
@@ -405,6 +412,33 @@ int connections_open(store *db, vault *v, const store_connection *c, credentials
         return -1;
     }
     return 0;
+}
+
+int connections_store_tokens(store *db, vault *v, const store_connection *c, const char *const *fields,
+                             const char *const *values, size_t n, int64_t expires_at, ferr *err)
+{
+    unsigned char dek[VAULT_KEY_LEN];
+    if (n > 4)
+        return ferr_set(err, FERR_INTERNAL, "too many token fields");
+    if (vault_data_key(v, c->id, c->wrapped_key, c->wrapped_len, dek, err) < 0)
+        return -1;
+    store_secret sealed[4] = {{0}};
+    size_t nsealed = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (!values[i])
+            continue;
+        unsigned char *box = NULL;
+        sealed[nsealed].field = fields[i];
+        rc = vault_seal(dek, c->id, fields[i], values[i], strlen(values[i]), &box, &sealed[nsealed].len, err);
+        sealed[nsealed++].sealed = box;
+    }
+    vault_wipe(dek, sizeof dek);
+    if (rc == 0)
+        rc = store_connection_set_tokens(db, c->id, sealed, nsealed, expires_at, err);
+    for (size_t i = 0; i < nsealed; i++)
+        free((void *)sealed[i].sealed);
+    return rc;
 }
 
 static json_t *time_or_null(int64_t ms)

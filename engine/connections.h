@@ -76,6 +76,13 @@ void connections_reconnect_details(const provider *p, const char *connection_id,
 /* Opens every credential of a connection. */
 int connections_open(store *db, vault *v, const store_connection *c, credentials *out, ferr *err);
 
+/* New tokens for an existing connection (OAuth: a refresh, a reconnect),
+ * sealed with its data key and stored in one transaction with their expiry
+ * (0: unknown); the connection turns active. values[i] may be NULL (that
+ * field is left as it is). */
+int connections_store_tokens(store *db, vault *v, const store_connection *c, const char *const *fields,
+                             const char *const *values, size_t n, int64_t expires_at, ferr *err);
+
 /* The JSON an API answers for a connection (no secret, ever). `policy_days`
  * is the rotation period that applies (0: none). */
 json_t *connections_to_json(const store_connection *c, int policy_days);

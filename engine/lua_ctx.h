@@ -24,6 +24,8 @@ typedef struct lua_ctx_services {
     hclient *http;
     store *db;
     budget *budget;                /* upstream rate budgets; may be NULL */
+    vault *vault;                  /* reopens credentials after an OAuth refresh */
+    struct oauth *oauth;           /* refreshes a token an upstream refused; may be NULL */
 } lua_ctx_services;
 
 typedef struct lua_ctx {
@@ -34,7 +36,8 @@ typedef struct lua_ctx {
     const char *connection_id;     /* NULL: no connection */
     const principal *who;          /* NULL: local use without a principal */
     const store_connection *conn;  /* NULL when the provider needs none */
-    const credentials *creds;      /* opened secrets: C only, never pushed into Lua */
+    credentials *creds;            /* opened secrets: C only, never pushed into Lua; the
+                                      call's, replaced after an OAuth refresh */
 } lua_ctx;
 
 /* Pushes a new ctx for `c` (protected mode: may raise on memory). */

@@ -27,6 +27,7 @@
 #include "lhost.h"
 #include "lua_ctx.h"
 #include "lua_json.h"
+#include "oauth.h"
 #include "vault.h"
 
 #define MAX_TIMEOUT_MS 120000
@@ -39,6 +40,12 @@ typedef struct pending {
     hclient_xfer *xfer;
     struct event *timer;
     const credentials *creds;   /* the call's; it outlives the request */
+    lua_ctx *ctx;               /* the call's */
+    /* OAuth: the request's headers without the credential, kept to send it
+     * once more with a refreshed token when the upstream answers 401. */
+    struct curl_slist *plain_headers;
+    int can_retry, retried;
+    oauth_waiter *refresh;
     budget *budget;
     char budget_key[160];
     char method[16];
@@ -64,7 +71,10 @@ static void free_pending(pending *p)
 {
     if (p->timer)
         event_free(p->timer);
+    if (p->refresh)
+        oauth_cancel(p->refresh);
     curl_slist_free_all(p->headers);
+    curl_slist_free_all(p->plain_headers);
     if (p->url) {
         vault_wipe(p->url, strlen(p->url));   /* it may carry a credential */
         free(p->url);
@@ -168,10 +178,63 @@ static double wall_ms(void)
     return (double)tv.tv_sec * 1e3 + (double)tv.tv_usec / 1e3;
 }
 
+static int start_transfer(pending *p, ferr *err);
+static int push_start_error(lua_State *L, void *ud);
+
+/* The token was refreshed after a 401 (or could not be): send the request
+ * again with the new one, or hand the script the reason. */
+static void on_retry_refreshed(void *arg, const ferr *rerr)
+{
+    pending *p = arg;
+    p->refresh = NULL;
+    lua_ctx *c = p->ctx;
+    ferr e = {0};
+    if (rerr) {
+        ferr_set(&e, rerr->code, "%s", rerr->message);
+        if (rerr->details)
+            e.details = json_deep_copy(rerr->details);
+    } else {
+        credentials_wipe(c->creds);
+        if (connections_open(c->svc->db, c->svc->vault, c->conn, c->creds, &e) == 0) {
+            const credential *token = credentials_get(c->creds, "access_token");
+            struct curl_slist *h = NULL;
+            for (struct curl_slist *i = p->plain_headers; i; i = i->next)
+                h = curl_slist_append(h, i->data);
+            size_t len = token ? token->len + sizeof "Authorization: Bearer " : 0;
+            char *line = token ? malloc(len) : NULL;
+            if (line) {
+                snprintf(line, len, "Authorization: Bearer %s", token->value);
+                h = curl_slist_append(h, line);
+                vault_wipe(line, len);
+                free(line);
+            }
+            p->headers = h;
+            if (!line)
+                ferr_set(&e, FERR_RECONNECT_REQUIRED, "the connection has no access token");
+            else if (start_transfer(p, &e) == 0)
+                return;
+        }
+    }
+    lhost_task *t = p->task;
+    free_pending(p);
+    lhost_task_wake(t, push_start_error, &e);
+    ferr_clear(&e);
+}
+
 static void on_done(void *arg, hclient_response *resp, ferr *err)
 {
     pending *p = arg;
     lhost_task *t = p->task;
+    /* A 401 with a token that looked valid (revoked, or an expiry the
+     * provider never told): refresh once and send the request once more. */
+    if (resp && resp->status == 401 && p->can_retry && !p->retried) {
+        p->retried = 1;
+        p->xfer = NULL;
+        oauth_waiter *w = oauth_refresh(p->ctx->svc->oauth, p->ctx->conn, on_retry_refreshed, p);
+        if (w)
+            p->refresh = w;   /* else on_retry_refreshed has run, and p may be gone */
+        return;
+    }
     /* The upstream says slow down: everything through this connection
      * waits, not only this call. */
     if (resp && (resp->status == 429 || resp->status == 503) && p->budget_key[0]) {
@@ -525,7 +588,7 @@ static int l_request(lua_State *L)
     CURLU *u = curl_url();
     char *scheme = NULL, *host = NULL, *path = NULL, *final_url = NULL;
     char *body_owned = NULL;
-    struct curl_slist *headers = NULL;
+    struct curl_slist *headers = NULL, *plain = NULL;
     pending *p = NULL;
     if (!u || curl_url_set(u, CURLUPART_URL, lua_tostring(L, A_FULL_URL), 0) != CURLUE_OK) {
         ferr_set(&err, FERR_SCRIPT_ERROR, "ctx.http.request: '%s' is not a valid URL", lua_tostring(L, A_FULL_URL));
@@ -558,6 +621,12 @@ static int l_request(lua_State *L)
         headers = curl_slist_append(headers, lua_tostring(L, -1));
         lua_pop(L, 1);
     }
+    /* Only a token that can be renewed is worth a second try; otherwise
+     * the script sees the 401 and says what the upstream said. */
+    int can_retry = pv->authn.kind == AUTH_OAUTH2 && c->conn && c->creds && c->svc->oauth && c->svc->vault &&
+                    (pv->authn.client_credentials || credentials_get(c->creds, "refresh_token"));
+    for (struct curl_slist *i = headers; can_retry && i; i = i->next)
+        plain = curl_slist_append(plain, i->data);
     size_t body_len = 0;
     const char *body = lua_tolstring(L, A_BODY_TEXT, &body_len);
     if (inject_credential(c, u, &headers, &body, &body_len, &body_owned, &err) < 0)
@@ -577,6 +646,10 @@ static int l_request(lua_State *L)
     p->task = lhost_running(lhost_from(L));
     p->http = c->svc->http;
     p->creds = c->creds;
+    p->ctx = c;
+    p->can_retry = can_retry;
+    p->plain_headers = plain;
+    plain = NULL;
     p->budget = c->svc->budget;
     snprintf(p->method, sizeof p->method, "%s", method);
     snprintf(p->request_id, sizeof p->request_id, "%s", c->request_id ? c->request_id : "");
@@ -630,6 +703,7 @@ static int l_request(lua_State *L)
     }
 out:
     curl_slist_free_all(headers);
+    curl_slist_free_all(plain);
     curl_free(scheme);
     curl_free(host);
     curl_free(path);

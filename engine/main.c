@@ -54,7 +54,8 @@ enum {
     OPT_DATA = 1000, OPT_PROVIDERS, OPT_BASE_URL, OPT_LOG_LEVEL, OPT_LISTEN, OPT_MAX_BODY, OPT_MAX_RESPONSE,
     OPT_CPU, OPT_MEMORY, OPT_DRAIN, OPT_MAX_IN_FLIGHT, OPT_CA_FILE, OPT_METRICS_PUBLIC, OPT_USER, OPT_TEAM,
     OPT_ROLE, OPT_CONNECTION, OPT_HELP, OPT_USER_RATE, OPT_USER_BURST, OPT_TEAM_RATE, OPT_TEAM_BURST, OPT_APPROVAL_TTL,
-    OPT_BUSY_TIMEOUT
+    OPT_BUSY_TIMEOUT, OPT_PUBLIC_URL, OPT_REFRESH_MARGIN, OPT_REFRESH_INTERVAL, OPT_CLIENT_ID, OPT_CLIENT_SECRET,
+    OPT_AUTHORIZE_URL, OPT_TOKEN_URL, OPT_REVOKE_URL
 };
 
 #define COMMON_OPTIONS                                                                               \
@@ -147,7 +148,12 @@ static const char serve_help[] =
     "                          integration (default 10, 50; 0: no limit)\n"
     "  --team-rate N, --team-burst N   the same per team (default 50, 200)\n"
     "  --approval-ttl-seconds N  how long a write waits for approval (default 86400: 24 h)\n"
-    "  --db-busy-timeout-ms N  how long a database write waits for a lock (default 5000)\n";
+    "  --db-busy-timeout-ms N  how long a database write waits for a lock (default 5000)\n"
+    "  --public-url URL        where browsers reach ferry: OAuth providers send them back to\n"
+    "                          URL/oauth/callback (default http://<listen address>)\n"
+    "  --oauth-refresh-margin-seconds N   refresh OAuth tokens this long before they\n"
+    "                          expire (default 300; at most half a token's life)\n"
+    "  --oauth-refresh-interval-seconds N how often expiring tokens are looked for (default 60)\n";
 
 static int cmd_serve(int argc, char **argv)
 {
@@ -164,6 +170,9 @@ static int cmd_serve(int argc, char **argv)
         {"team-burst", required_argument, 0, OPT_TEAM_BURST},
         {"approval-ttl-seconds", required_argument, 0, OPT_APPROVAL_TTL},
         {"db-busy-timeout-ms", required_argument, 0, OPT_BUSY_TIMEOUT},
+        {"public-url", required_argument, 0, OPT_PUBLIC_URL},
+        {"oauth-refresh-margin-seconds", required_argument, 0, OPT_REFRESH_MARGIN},
+        {"oauth-refresh-interval-seconds", required_argument, 0, OPT_REFRESH_INTERVAL},
         {0, 0, 0, 0}};
     common c = {0};
     int opt;
@@ -219,6 +228,23 @@ static int cmd_serve(int argc, char **argv)
             if ((v = parse_positive(optarg, "--db-busy-timeout-ms")) < 0)
                 return EXIT_USAGE;
             c.cfg.db_busy_timeout_ms = (int)v;
+            break;
+        case OPT_PUBLIC_URL:
+            if (strncmp(optarg, "http://", 7) != 0 && strncmp(optarg, "https://", 8) != 0) {
+                fprintf(stderr, "ferry serve: --public-url must be an http(s) URL\n");
+                return EXIT_USAGE;
+            }
+            c.cfg.public_url = optarg;
+            break;
+        case OPT_REFRESH_MARGIN:
+        case OPT_REFRESH_INTERVAL:
+            if ((v = parse_positive(optarg, opt == OPT_REFRESH_MARGIN ? "--oauth-refresh-margin-seconds"
+                                                                       : "--oauth-refresh-interval-seconds")) < 0)
+                return EXIT_USAGE;
+            if (opt == OPT_REFRESH_MARGIN)
+                c.cfg.oauth_refresh_margin_s = (int)v;
+            else
+                c.cfg.oauth_refresh_interval_s = (int)v;
             break;
         case OPT_HELP: printf("%s%s", serve_help, common_help); return 0;
         default: fprintf(stderr, "%s", serve_help); return EXIT_USAGE;
@@ -512,6 +538,7 @@ static int cmd_tool(int argc, char **argv)
     }
     if (common_finish(&c, "warn") < 0)
         return EXIT_USAGE;
+    c.cfg.oauth_refresh_interval_s = -1;   /* refreshes on demand only */
     json_error_t jerr;
     json_t *args = json_loads(argv[optind + 2], JSON_REJECT_DUPLICATES, &jerr);
     if (!args) {
@@ -659,6 +686,7 @@ static int cmd_connections(int argc, char **argv)
     }
     if (common_finish(&c, "warn") < 0)
         return EXIT_USAGE;
+    c.cfg.oauth_refresh_interval_s = -1;
     app a;
     ferr e = {0};
     int rc = EXIT_USER;
@@ -707,6 +735,112 @@ out:
     json_decref(settings);
     app_close(&a);
     ferr_clear(&e);
+    return rc;
+}
+
+/* ---- oauth ---- */
+
+static const char oauth_help[] =
+    "usage: ferry oauth set-client SLUG --client-id ID --client-secret SECRET|-\n"
+    "                             [--authorize-url U --token-url U --revoke-url U] [--team NAME]\n"
+    "Sets the OAuth client ferry uses for an integration: every team's default, or\n"
+    "one team's own with --team. The secret is sealed in the vault; '-' reads it from\n"
+    "standard input (keeps it out of the process list). The URLs override the\n"
+    "provider's (a self-hosted identity provider); set here they may point at private\n"
+    "addresses. Register <public URL>/oauth/callback as the redirect URI.\n";
+
+/* The first line of standard input, without its line ending. */
+static char *read_secret_line(void)
+{
+    char buf[4200];
+    if (!fgets(buf, sizeof buf, stdin))
+        return NULL;
+    buf[strcspn(buf, "\r\n")] = 0;
+    char *out = strdup(buf);
+    vault_wipe(buf, sizeof buf);
+    return out;
+}
+
+static int cmd_oauth(int argc, char **argv)
+{
+    static const struct option opts[] = {COMMON_OPTIONS,
+                                         {"client-id", required_argument, 0, OPT_CLIENT_ID},
+                                         {"client-secret", required_argument, 0, OPT_CLIENT_SECRET},
+                                         {"authorize-url", required_argument, 0, OPT_AUTHORIZE_URL},
+                                         {"token-url", required_argument, 0, OPT_TOKEN_URL},
+                                         {"revoke-url", required_argument, 0, OPT_REVOKE_URL},
+                                         {"team", required_argument, 0, OPT_TEAM},
+                                         {0, 0, 0, 0}};
+    common c = {0};
+    oauth_client_spec spec = {0};
+    const char *team = NULL;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        int handled = common_option(&c, opt, optarg);
+        if (handled < 0)
+            return EXIT_USAGE;
+        if (handled)
+            continue;
+        switch (opt) {
+        case OPT_CLIENT_ID: spec.client_id = optarg; break;
+        case OPT_CLIENT_SECRET: spec.client_secret = optarg; break;
+        case OPT_AUTHORIZE_URL: spec.authorize_url = optarg; break;
+        case OPT_TOKEN_URL: spec.token_url = optarg; break;
+        case OPT_REVOKE_URL: spec.revoke_url = optarg; break;
+        case OPT_TEAM: team = optarg; break;
+        case OPT_HELP: printf("%s%s", oauth_help, common_help); return 0;
+        default: fprintf(stderr, "%s", oauth_help); return EXIT_USAGE;
+        }
+    }
+    if (optind + 2 != argc || strcmp(argv[optind], "set-client") != 0 || !spec.client_id || !spec.client_secret) {
+        fprintf(stderr, "%s", oauth_help);
+        return EXIT_USAGE;
+    }
+    if (common_finish(&c, "warn") < 0)
+        return EXIT_USAGE;
+    c.cfg.oauth_refresh_interval_s = -1;
+    char *secret = NULL;
+    if (strcmp(spec.client_secret, "-") == 0) {
+        secret = read_secret_line();
+        if (!secret || !*secret) {
+            fprintf(stderr, "ferry oauth: no client secret on standard input\n");
+            free(secret);
+            return EXIT_USER;
+        }
+        spec.client_secret = secret;
+    }
+    app a;
+    ferr e = {0};
+    int rc = EXIT_USER;
+    int64_t team_id = 0;
+    if (app_open(&a, &c.cfg, &e) < 0)
+        goto out;
+    if (team) {
+        int found = store_team_find(a.db, team, &team_id);
+        if (found != 0) {
+            ferr_set(&e, FERR_NOT_FOUND, "no team %s", team);
+            goto out;
+        }
+    }
+    if (oauth_set_client(a.db, a.vault, a.providers, team_id, argv[optind + 1], &spec, 1, &e) < 0)
+        goto out;
+    audit_row row = {.team_id = team_id, .team = team, .integration = argv[optind + 1],
+                     .operation = "oauth.set_client", .access = "write", .outcome = "ok", .http_status = 200,
+                     .detail = spec.client_id};
+    if (audit_event(a.audit, &row, &e) < 0)
+        goto out;
+    fprintf(stderr, "OAuth client for %s set%s%s; redirect URI: <public URL>/oauth/callback\n", argv[optind + 1],
+            team ? " for team " : " as the default for every team", team ? team : "");
+    rc = 0;
+out:
+    if (e.code)
+        fprintf(stderr, "ferry: %s\n", e.message);
+    app_close(&a);
+    ferr_clear(&e);
+    if (secret) {
+        vault_wipe(secret, strlen(secret));
+        free(secret);
+    }
     return rc;
 }
 
@@ -804,6 +938,7 @@ static const char main_help[] =
     "  providers list|check|new|docs  list, validate, start or document providers\n"
     "  tool call NAME 'JSON'      run one tool locally and print its result\n"
     "  connections add|list|remove  manage connections to integrations\n"
+    "  oauth set-client SLUG      set an integration's OAuth client\n"
     "  vault rotate               new master key, every data key re-wrapped\n"
     "  migrate                    apply store migrations and exit\n"
     "  version                    print the version\n";
@@ -835,6 +970,8 @@ int main(int argc, char **argv)
         return cmd_connections(argc, argv);
     if (strcmp(cmd, "vault") == 0)
         return cmd_vault(argc, argv);
+    if (strcmp(cmd, "oauth") == 0)
+        return cmd_oauth(argc, argv);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("ferry %s\n", FERRY_VERSION);
         return 0;

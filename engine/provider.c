@@ -31,7 +31,7 @@ static const char *const categories[] = {"calendar", "crm", "project_management"
 static const char *const auth_types[] = {"none", "api_key", "basic", "oauth2", NULL};
 static const char *const auth_fields[] = {"type", "field", "header", "query", "body", "prefix", "settings",
                                           "instructions", "scopes", "authorize_url", "token_url", "revoke_url",
-                                          "client_auth", "extra_authorize_params", NULL};
+                                          "client_auth", "extra_authorize_params", "grant", NULL};
 
 typedef struct loader {
     lua_State *L;
@@ -461,6 +461,56 @@ static int valid_header_name(const char *s)
     return 1;
 }
 
+static int http_url(const char *u)
+{
+    return u && (strncmp(u, "https://", 8) == 0 || strncmp(u, "http://", 7) == 0);
+}
+
+static void parse_oauth(loader *ld, json_t *auth, provider_auth *a)
+{
+    a->authorize_url = json_str_dup(auth, "authorize_url");
+    a->token_url = json_str_dup(auth, "token_url");
+    a->revoke_url = json_str_dup(auth, "revoke_url");
+    const char *grant = json_string_value(json_object_get(auth, "grant"));
+    a->client_credentials = grant && strcmp(grant, "client_credentials") == 0;
+    if (grant && !a->client_credentials && strcmp(grant, "authorization_code") != 0)
+        problem(ld, "auth.grant: \"authorization_code\" (the default) or \"client_credentials\"");
+    const char *client_auth = json_string_value(json_object_get(auth, "client_auth"));
+    a->client_auth_body = client_auth && strcmp(client_auth, "body") == 0;
+    if (client_auth && !a->client_auth_body && strcmp(client_auth, "basic") != 0)
+        problem(ld, "auth.client_auth: \"basic\" (the default) or \"body\"");
+    if (!http_url(a->token_url))
+        problem(ld, "auth.token_url: an oauth2 provider needs its token endpoint's http(s) URL");
+    if (!a->client_credentials && !http_url(a->authorize_url))
+        problem(ld, "auth.authorize_url: an oauth2 provider needs its authorization endpoint's http(s) URL");
+    if (a->revoke_url && !http_url(a->revoke_url))
+        problem(ld, "auth.revoke_url: must be an http(s) URL");
+    json_t *scopes = json_object_get(auth, "scopes");
+    if (scopes && !json_is_array(scopes))
+        problem(ld, "auth.scopes: must be an array of scope strings");
+    size_t i, len = 0;
+    json_t *v;
+    json_array_foreach(scopes, i, v) {
+        if (!json_is_string(v))
+            problem(ld, "auth.scopes[%zu]: must be a string", i + 1);
+        else
+            len += json_string_length(v) + 1;
+    }
+    a->scopes = calloc(1, len + 1);
+    json_array_foreach(scopes, i, v) {
+        if (json_is_string(v) && a->scopes) {
+            if (*a->scopes)
+                strcat(a->scopes, " ");
+            strcat(a->scopes, json_string_value(v));
+        }
+    }
+    json_t *extra = json_object_get(auth, "extra_authorize_params");
+    if (extra && !json_is_object(extra))
+        problem(ld, "auth.extra_authorize_params: must be a table of strings");
+    else if (extra)
+        a->extra_authorize_params = json_incref(extra);
+}
+
 /* The auth declaration as C data: where the core injects the credential. */
 static void parse_auth(loader *ld, json_t *auth)
 {
@@ -492,6 +542,8 @@ static void parse_auth(loader *ld, json_t *auth)
                 a->settings[a->nsettings++] = strdup(json_string_value(v));
         }
     }
+    if (a->kind == AUTH_OAUTH2)
+        parse_oauth(ld, auth, a);
     if (a->kind != AUTH_API_KEY) {
         if (json_object_get(auth, "header") || json_object_get(auth, "query") || json_object_get(auth, "body"))
             problem(ld, "auth: header, query and body apply to type = \"api_key\" only");
@@ -779,6 +831,11 @@ void provider_free(provider *p)
     free(p->authn.name);
     free(p->authn.prefix);
     free(p->authn.instructions);
+    free(p->authn.authorize_url);
+    free(p->authn.token_url);
+    free(p->authn.revoke_url);
+    free(p->authn.scopes);
+    json_decref(p->authn.extra_authorize_params);
     free_list(p->authn.settings, p->authn.nsettings);
     for (size_t i = 0; i < p->ntiers; i++)
         free(p->tiers[i].name);

@@ -51,6 +51,14 @@ typedef struct provider_auth {
     char **settings;       /* non-secret per-connection settings (ctx.connection.settings) */
     size_t nsettings;
     char *instructions;    /* how a user obtains the credential; may be NULL */
+    /* oauth2 */
+    char *authorize_url;
+    char *token_url;
+    char *revoke_url;      /* may be NULL */
+    char *scopes;          /* space-separated */
+    json_t *extra_authorize_params;   /* {name: value} or NULL */
+    int client_auth_body;  /* client credentials in the form body, not HTTP basic */
+    int client_credentials;/* grant = "client_credentials": server to server, no user */
 } provider_auth;
 
 /* The upstream API's own rate limit (rate_limits = {requests, per, tiers}). */

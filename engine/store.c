@@ -172,6 +172,31 @@ static const char *const migrations[] = {
     "  team_id INTEGER NOT NULL REFERENCES teams(id),"
     "  tool TEXT NOT NULL,"
     "  PRIMARY KEY (team_id, tool));",
+
+    /* 3 → 4: OAuth. Client credentials per integration (team 0: the
+     * operator's default for every team), the brief's token_refresh_logs,
+     * and when a connection's access token expires. */
+    "CREATE TABLE oauth_clients ("
+    "  id TEXT PRIMARY KEY,"                       /* 'oac_<random>', new with each secret: the vault's key id */
+    "  team_id INTEGER NOT NULL,"
+    "  integration TEXT NOT NULL,"
+    "  client_id TEXT NOT NULL,"
+    "  wrapped_key BLOB NOT NULL,"
+    "  sealed_secret BLOB NOT NULL,"
+    "  authorize_url TEXT,"
+    "  token_url TEXT,"
+    "  revoke_url TEXT,"
+    "  set_by_operator INTEGER NOT NULL DEFAULT 0,"
+    "  updated_at INTEGER NOT NULL,"
+    "  UNIQUE (team_id, integration));"
+    "CREATE TABLE token_refresh_logs ("
+    "  id INTEGER PRIMARY KEY,"
+    "  connection_id TEXT NOT NULL,"
+    "  outcome TEXT NOT NULL,"
+    "  error TEXT,"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE INDEX token_refresh_logs_connection ON token_refresh_logs(connection_id, id);"
+    "ALTER TABLE connections ADD COLUMN token_expires_at INTEGER;",
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))
@@ -240,6 +265,12 @@ enum stmt_id {
     ST_ALLOW_SET,
     ST_ALLOW_DELETE,
     ST_ALLOW_GET,
+    ST_OAC_SET,
+    ST_OAC_GET,
+    ST_REFRESH_LOG,
+    ST_SECRET_REPLACE,
+    ST_CONN_TOKENS,
+    ST_CONN_EXPIRING,
     ST_COUNT
 };
 
@@ -282,7 +313,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 #define CONN_COLUMNS                                                                                  \
     "c.id, c.integration, c.team_id, c.user_id, u.name, c.scope, c.label, c.account_label, c.status,"  \
     " c.settings, c.wrapped_key, c.connected_at, c.credential_set_at, c.last_used_at, c.last_synced_at," \
-    " c.usage_count, c.last_error FROM connections c JOIN users u ON u.id = c.user_id"
+    " c.usage_count, c.last_error, c.token_expires_at FROM connections c JOIN users u ON u.id = c.user_id"
     [ST_CONN_GET] = "SELECT " CONN_COLUMNS " WHERE c.id = ?1",
     [ST_CONN_LIST] = "SELECT " CONN_COLUMNS " WHERE c.team_id = ?1 AND (c.scope = 'team' OR c.user_id = ?2)"
                      " ORDER BY c.connected_at, c.id",
@@ -294,7 +325,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     /* Every data key the master key wraps: connections' and pending
      * approvals'. */
     [ST_CONN_WRAPPED_ALL] = "SELECT id, wrapped_key FROM connections"
-                            " UNION ALL SELECT id, wrapped_key FROM approvals WHERE wrapped_key IS NOT NULL",
+                            " UNION ALL SELECT id, wrapped_key FROM approvals WHERE wrapped_key IS NOT NULL"
+                            " UNION ALL SELECT id, wrapped_key FROM oauth_clients",
     [ST_CONN_REWRAP] = "UPDATE connections SET wrapped_key = ?2 WHERE id = ?1",
     [ST_SECRETS_GET] = "SELECT field, sealed FROM connection_secrets WHERE connection_id = ?1 ORDER BY field",
     [ST_CONN_STATUS] = "UPDATE connections SET status = ?2, last_error = ?3 WHERE id = ?1",
@@ -361,6 +393,24 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_ALLOW_SET] = "INSERT INTO write_allowlist(team_id, tool) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
     [ST_ALLOW_DELETE] = "DELETE FROM write_allowlist WHERE team_id = ?1 AND tool = ?2",
     [ST_ALLOW_GET] = "SELECT 1 FROM write_allowlist WHERE team_id = ?1 AND tool = ?2",
+    [ST_OAC_SET] = "INSERT INTO oauth_clients(id, team_id, integration, client_id, wrapped_key, sealed_secret,"
+                   " authorize_url, token_url, revoke_url, set_by_operator, updated_at)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                   " ON CONFLICT(team_id, integration) DO UPDATE SET id = excluded.id, client_id = excluded.client_id,"
+                   " wrapped_key = excluded.wrapped_key, sealed_secret = excluded.sealed_secret,"
+                   " authorize_url = excluded.authorize_url, token_url = excluded.token_url, revoke_url = excluded.revoke_url,"
+                   " set_by_operator = excluded.set_by_operator, updated_at = excluded.updated_at",
+    /* The team's own client first, then the operator's default. */
+    [ST_OAC_GET] = "SELECT id, team_id, client_id, wrapped_key, sealed_secret, authorize_url, token_url,"
+                   " set_by_operator, revoke_url FROM oauth_clients WHERE integration = ?2 AND team_id IN (?1, 0)"
+                   " ORDER BY team_id = 0 LIMIT 1",
+    [ST_REFRESH_LOG] = "INSERT INTO token_refresh_logs(connection_id, outcome, error, created_at) VALUES (?1, ?2, ?3, ?4)",
+    [ST_SECRET_REPLACE] = "INSERT INTO connection_secrets(connection_id, field, sealed) VALUES (?1, ?2, ?3)"
+                          " ON CONFLICT(connection_id, field) DO UPDATE SET sealed = excluded.sealed",
+    [ST_CONN_TOKENS] = "UPDATE connections SET token_expires_at = ?2, credential_set_at = ?3, status = 'active',"
+                       " last_error = NULL WHERE id = ?1",
+    [ST_CONN_EXPIRING] = "SELECT id FROM connections WHERE token_expires_at IS NOT NULL AND token_expires_at <= ?1"
+                         " AND status = 'active'",
 };
 
 struct store {
@@ -828,10 +878,13 @@ int store_vault_rewrap(store *s, store_rewrap_fn rewrap, void *ud, const unsigne
             ok = 0;
             break;
         }
-        if (strncmp(items[i].id, "apr_", 4) == 0) {
+        if (strncmp(items[i].id, "apr_", 4) == 0 || strncmp(items[i].id, "oac_", 4) == 0) {
             sqlite3_stmt *q = NULL;
-            ok = sqlite3_prepare_v2(s->db, "UPDATE approvals SET wrapped_key = ?2 WHERE id = ?1", -1, &q, NULL) ==
-                 SQLITE_OK;
+            ok = sqlite3_prepare_v2(s->db,
+                                    strncmp(items[i].id, "apr_", 4) == 0
+                                        ? "UPDATE approvals SET wrapped_key = ?2 WHERE id = ?1"
+                                        : "UPDATE oauth_clients SET wrapped_key = ?2 WHERE id = ?1",
+                                    -1, &q, NULL) == SQLITE_OK;
             if (ok) {
                 sqlite3_bind_text(q, 1, items[i].id, -1, SQLITE_STATIC);
                 sqlite3_bind_blob(q, 2, out, (int)outlen, SQLITE_STATIC);
@@ -902,6 +955,7 @@ static void read_connection(sqlite3_stmt *st, store_connection *c)
     c->last_synced_at = sqlite3_column_int64(st, 14);
     c->usage_count = sqlite3_column_int64(st, 15);
     copy_name(c->last_error, sizeof c->last_error, sqlite3_column_text(st, 16));
+    c->token_expires_at = sqlite3_column_int64(st, 17);
 }
 
 void store_connection_clear(store_connection *c)
@@ -1525,4 +1579,133 @@ int store_allowlist_has(store *s, int64_t team_id, const char *tool)
     int found = sqlite3_step(st) == SQLITE_ROW;
     sqlite3_reset(st);
     return found;
+}
+
+/* ---- OAuth ---- */
+
+int store_team_find(store *s, const char *team, int64_t *id)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "SELECT id FROM teams WHERE name = ?1", -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, team, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *id = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? 1 : -1;
+}
+
+int store_oauth_client_set(store *s, const oauth_client_row *c, ferr *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_OAC_SET);
+    sqlite3_bind_text(st, 1, c->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, c->team_id);
+    sqlite3_bind_text(st, 3, c->integration, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, c->client_id, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 5, c->wrapped_key, (int)c->wrapped_len, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 6, c->sealed_secret, (int)c->sealed_len, SQLITE_STATIC);
+    bind_text_or_null(st, 7, c->authorize_url);
+    bind_text_or_null(st, 8, c->token_url);
+    bind_text_or_null(st, 9, c->revoke_url);
+    sqlite3_bind_int(st, 10, c->set_by_operator);
+    sqlite3_bind_int64(st, 11, now_ms());
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_fail(s, err, "storing the OAuth client");
+}
+
+int store_oauth_client_get(store *s, int64_t team_id, const char *integration, oauth_client_row *out, ferr *err)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *st = stmt(s, ST_OAC_GET);
+    sqlite3_bind_int64(st, 1, team_id);
+    sqlite3_bind_text(st, 2, integration, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        out->id = dup_col(st, 0);
+        out->team_id = sqlite3_column_int64(st, 1);
+        out->integration = strdup(integration);
+        out->client_id = dup_col(st, 2);
+        out->wrapped_len = (size_t)sqlite3_column_bytes(st, 3);
+        if (out->wrapped_len <= sizeof out->wrapped_key)
+            memcpy(out->wrapped_key, sqlite3_column_blob(st, 3), out->wrapped_len);
+        out->sealed_len = (size_t)sqlite3_column_bytes(st, 4);
+        out->sealed_secret = malloc(out->sealed_len + 1);
+        if (out->sealed_secret)
+            memcpy(out->sealed_secret, sqlite3_column_blob(st, 4), out->sealed_len);
+        out->authorize_url = dup_col(st, 5);
+        out->token_url = dup_col(st, 6);
+        out->set_by_operator = sqlite3_column_int(st, 7);
+        out->revoke_url = dup_col(st, 8);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_fail(s, err, "reading the OAuth client");
+    return rc == SQLITE_ROW ? 0 : 1;
+}
+
+void store_oauth_client_clear(oauth_client_row *c)
+{
+    free(c->id);
+    free(c->integration);
+    free(c->client_id);
+    free(c->sealed_secret);
+    free(c->authorize_url);
+    free(c->token_url);
+    free(c->revoke_url);
+    memset(c, 0, sizeof *c);
+}
+
+int store_refresh_log(store *s, const char *connection_id, const char *outcome, const char *error)
+{
+    sqlite3_stmt *st = stmt(s, ST_REFRESH_LOG);
+    sqlite3_bind_text(st, 1, connection_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, outcome, -1, SQLITE_STATIC);
+    bind_text_or_null(st, 3, error);
+    sqlite3_bind_int64(st, 4, now_ms());
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_connection_set_tokens(store *s, const char *id, const store_secret *secrets, size_t n,
+                                int64_t expires_at, ferr *err)
+{
+    if (exec_simple(s, ST_BEGIN) < 0)
+        return db_fail(s, err, "begin");
+    int ok = 1;
+    for (size_t i = 0; ok && i < n; i++) {
+        sqlite3_stmt *st = stmt(s, ST_SECRET_REPLACE);
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, secrets[i].field, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 3, secrets[i].sealed, (int)secrets[i].len, SQLITE_STATIC);
+        ok = sqlite3_step(st) == SQLITE_DONE;
+        sqlite3_reset(st);
+    }
+    if (ok) {
+        sqlite3_stmt *st = stmt(s, ST_CONN_TOKENS);
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        if (expires_at)
+            sqlite3_bind_int64(st, 2, expires_at);
+        sqlite3_bind_int64(st, 3, now_ms());
+        ok = sqlite3_step(st) == SQLITE_DONE;
+        sqlite3_reset(st);
+    }
+    if (ok && exec_simple(s, ST_COMMIT) == 0)
+        return 0;
+    db_fail(s, err, "storing new tokens");
+    exec_simple(s, ST_ROLLBACK);
+    return -1;
+}
+
+int store_connections_expiring(store *s, int64_t before_ms, store_name_fn fn, void *ud)
+{
+    sqlite3_stmt *st = stmt(s, ST_CONN_EXPIRING);
+    sqlite3_bind_int64(st, 1, before_ms);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        fn(ud, (const char *)sqlite3_column_text(st, 0));
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : -1;
 }

@@ -45,6 +45,8 @@ int store_key_revoke(store *s, const char *key_id, ferr *err);
 int store_key_lookup(store *s, const char *key_id, unsigned char hash[32], principal *out);
 /* The membership by ids: 0, 1 when absent, -1 on error. */
 int store_principal_by_ids(store *s, int64_t user_id, int64_t team_id, principal *out);
+/* A team's id by name: 0, 1 when absent, -1 on error. */
+int store_team_find(store *s, const char *team, int64_t *id);
 /* The membership of `user` in `team`: 0, 1 when absent, -1 on error. */
 int store_principal_find(store *s, const char *user, const char *team, principal *out);
 
@@ -105,6 +107,7 @@ typedef struct store_connection {
     size_t wrapped_len;
     int64_t connected_at, credential_set_at, last_used_at, last_synced_at, usage_count;
     char last_error[512];
+    int64_t token_expires_at;      /* OAuth: when the access token expires (0: unknown) */
 } store_connection;
 
 typedef struct store_secret {
@@ -268,5 +271,35 @@ int store_buckets_save(store *s, const char *const *keys, const double *tokens, 
 
 int store_allowlist_set(store *s, int64_t team_id, const char *tool, int allowed, ferr *err);
 int store_allowlist_has(store *s, int64_t team_id, const char *tool);
+
+/* ---- OAuth ---- */
+
+typedef struct oauth_client_row {
+    char *id;                      /* "oac_<random>", new with each secret: its vault key id */
+    int64_t team_id;               /* 0: the operator's default for every team */
+    char *integration;
+    char *client_id;
+    unsigned char wrapped_key[128];
+    size_t wrapped_len;
+    unsigned char *sealed_secret;
+    size_t sealed_len;
+    char *authorize_url;           /* overrides; NULL: the provider's */
+    char *token_url;
+    char *revoke_url;
+    int set_by_operator;           /* set with the CLI: its URLs may be non-public addresses */
+} oauth_client_row;
+
+int store_oauth_client_set(store *s, const oauth_client_row *c, ferr *err);
+/* The team's client, else the operator's default: 0, 1 none, -1 error. */
+int store_oauth_client_get(store *s, int64_t team_id, const char *integration, oauth_client_row *out, ferr *err);
+void store_oauth_client_clear(oauth_client_row *c);
+/* The brief's token_refresh_logs: one row per refresh attempt. */
+int store_refresh_log(store *s, const char *connection_id, const char *outcome, const char *error);
+/* New tokens and their expiry, in one transaction (a rotated refresh token
+ * is never separated from its access token); the connection turns active. */
+int store_connection_set_tokens(store *s, const char *id, const store_secret *secrets, size_t n,
+                                int64_t expires_at, ferr *err);
+/* Active connections whose access token expires before `before_ms`. */
+int store_connections_expiring(store *s, int64_t before_ms, store_name_fn fn, void *ud);
 
 #endif

@@ -130,7 +130,7 @@ function M.request(method, url, opts)
   if body then headers["content-length"] = tostring(#body) end
   local chunks = {}
   local ok, status, rh = http.request{
-    url = url, method = method, headers = headers,
+    url = url, method = method, headers = headers, redirect = opts.redirect,
     source = body and ltn12.source.string(body) or nil,
     sink = ltn12.sink.table(chunks),
   }
@@ -382,6 +382,99 @@ function M.parse_query(q)
     table.insert(out[k], unescape(v))
   end
   return out
+end
+
+
+
+-- ---- OAuth: a real identity provider and a scripted browser ----
+
+M.node_bin = os.getenv("NODE") or "node"
+
+-- A free loopback port (the kernel's pick, released at once).
+function M.free_port()
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return tonumber(port)
+end
+
+-- oidc-provider from tests/peers (tests/peers/oidc_server.mjs): one
+-- confidential client ferry-test / s3cret whose redirect URI is
+-- opts.redirect_uri, PKCE required, rotating refresh tokens. opts.access_ttl
+-- and opts.refresh_ttl in seconds. {url, port, counters(), revoke_grants(),
+-- log(), stop()}.
+function M.start_idp(opts)
+  local port = M.free_port()
+  local p = M.spawn({M.node_bin, M.root .. "/tests/peers/oidc_server.mjs"}, {
+    PORT = tostring(port), REDIRECT_URI = assert(opts.redirect_uri),
+    ACCESS_TTL = tostring(opts.access_ttl or 60), REFRESH_TTL = tostring(opts.refresh_ttl or 3600),
+    EXTRA_SCOPES = opts.extra_scopes or "",
+    NODE_PATH = M.root .. "/tests/peers/node_modules",
+  })
+  M.wait_for(p.stderr, "%[idp%] issuer (%S+) ready", 60)
+  local idp = {pid = p.pid, port = port, url = "http://127.0.0.1:" .. port, proc = p}
+  function idp.counters()
+    local status, body = M.request("GET", idp.url .. "/test/counters")
+    assert(status == 200, "idp counters: " .. tostring(status))
+    return json.decode(body)
+  end
+  function idp.revoke_grants()
+    local status, body = M.request("POST", idp.url .. "/test/revoke-grants", {body = ""})
+    assert(status == 200, "idp revoke: " .. tostring(status))
+    return json.decode(body)
+  end
+  function idp.log() return M.read_file(p.stderr) or "" end
+  function idp.stop()
+    M.kill(idp.pid, M.SIGTERM)
+    if not M.wait_exit(idp.pid, 10) then
+      M.kill(idp.pid, M.SIGKILL)
+      M.wait_exit(idp.pid, 10)
+    end
+  end
+  return idp
+end
+
+-- A browser signing in: follows redirects from `url` with a cookie jar
+-- (curl), fills the identity provider's login form (any user and password)
+-- and its consent form, or aborts consent with opts.deny, until a redirect
+-- leads to a URL starting with opts.stop_at (ferry's callback), which is
+-- returned without being visited.
+function M.browser_sign_in(url, opts)
+  local dir = M.tmpdir()
+  local jar, page = dir .. "/cookies", dir .. "/page"
+  local function go(target, form)
+    local argv = {"curl", "-s", "-c", jar, "-b", jar, "-o", page, "-w", "%{http_code} %{redirect_url}", target}
+    for _, kv in ipairs(form or {}) do
+      argv[#argv + 1] = "--data-urlencode"
+      argv[#argv + 1] = kv
+    end
+    local code, out, err = M.run(argv)
+    assert(code == 0, "curl failed: " .. tostring(err))
+    local status, location = out:match("^(%d+) ?(.*)$")
+    return tonumber(status), location, M.read_file(page) or ""
+  end
+  for _ = 1, 16 do
+    if url:sub(1, #opts.stop_at) == opts.stop_at then return url end
+    local status, location, body = go(url)
+    if status == 200 then
+      local prompt = body:match('name="prompt" value="(%w+)"')
+      local action = body:match('<form[^>]- action="([^"]+)"')
+      assert(prompt and action, "the identity provider showed a page without a form:\n" .. body:sub(1, 2000))
+      if prompt == "consent" and opts.deny then
+        local abort = assert(body:match('href="([^"]*/abort)"'), "no abort link on the consent page")
+        if abort:sub(1, 1) == "/" then abort = url:match("^(https?://[^/]+)") .. abort end
+        status, location = go(abort)
+      elseif prompt == "login" then
+        status, location = go(action, {"prompt=login", "login=" .. (opts.login or "ann"), "password=any"})
+      else
+        status, location = go(action, {"prompt=" .. prompt})
+      end
+    end
+    assert(status >= 300 and status < 400 and location ~= "",
+      "the sign-in stopped at HTTP " .. tostring(status) .. " on " .. url)
+    url = location
+  end
+  error("the sign-in went round in circles")
 end
 
 return M

@@ -1,0 +1,356 @@
+-- OAuth 2 end to end against a real identity provider (oidc-provider, from
+-- tests/peers): the authorization code flow with PKCE through ferry's
+-- routes and a scripted browser, refresh ahead of expiry exactly once under
+-- load, refresh-token rotation, an expired refresh token and a revoked
+-- grant turning into reconnect_required with a URL, reconnecting, and
+-- revocation on delete. The provider under test (tests/providers/
+-- idp_profile.lua) calls the IdP's userinfo endpoint, which accepts only a
+-- live access token it issued.
+local h = require "helper"
+
+local SLUG = "idp_profile"
+
+-- ferry and an IdP that knows ferry's callback; the client is set with the
+-- CLI (the operator), its secret read from standard input.
+local function start(opts)
+  opts = opts or {}
+  local port = h.free_port()
+  local callback = "http://127.0.0.1:" .. port .. "/oauth/callback"
+  local idp = h.start_idp({redirect_uri = callback, access_ttl = opts.access_ttl, refresh_ttl = opts.refresh_ttl})
+  local data = h.tmpdir() .. "/data"
+  local code, _, err = h.run({"sh", "-c", 'printf "s3cret\\n" | "$0" oauth set-client idp_profile'
+    .. ' --client-id ferry-test --client-secret - --authorize-url "$1/auth" --token-url "$1/token"'
+    .. ' --revoke-url "$1/token/revocation" --data "$2" --providers "$3"',
+    h.bin, idp.url, data, h.root .. "/tests/providers"})
+  assert(code == 0, "oauth set-client failed: " .. tostring(err))
+  local args = {"--listen", "127.0.0.1:" .. port, "--oauth-refresh-interval-seconds",
+                tostring(opts.interval or 3600)}
+  local srv = h.start_ferry({data = data, base_urls = {[SLUG] = idp.url}, args = args})
+  return srv, idp, callback
+end
+
+-- Starts a sign-in as `key` and returns the authorize URL ferry made.
+local function authorize_url(srv, key, query)
+  local status, body = srv.get("/oauth/" .. SLUG .. "/start?format=json" .. (query or ""), key)
+  assert(status == 200, "start: " .. tostring(status) .. " " .. h.json.encode(body))
+  return body.authorize_url, body
+end
+
+-- The callback as the browser would reach it, asking for JSON.
+local function finish(callback_url)
+  local status, text = h.request("GET", callback_url, {headers = {accept = "application/json"}})
+  return status, h.decode(text)
+end
+
+-- A whole sign-in: start, browser, callback. Returns the callback's answer.
+local function connect(srv, key, callback, query, login)
+  local url = authorize_url(srv, key, query)
+  return finish(h.browser_sign_in(url, {stop_at = callback, login = login}))
+end
+
+local function whoami(srv, key)
+  return srv.call(key, SLUG .. "__whoami", {})
+end
+
+local function refresh_log(srv, connection)
+  return h.sql(srv.data, "SELECT outcome, COALESCE(error, '') FROM token_refresh_logs WHERE connection_id = '"
+    .. connection .. "' ORDER BY id")
+end
+
+describe("OAuth sign-in", function()
+  local srv, idp, callback, admin, member
+
+  lazy_setup(function()
+    srv, idp, callback = start()
+    admin = srv.key("ann", "acme", "admin")
+    member = srv.key("bob", "acme")
+  end)
+  lazy_teardown(function()
+    if srv then srv.stop() end
+    if idp then idp.stop() end
+  end)
+
+  it("sends the browser to the provider with PKCE (S256), a state and the provider's scopes", function()
+    local url = authorize_url(srv, member)
+    assert.is_truthy(url:find(idp.url .. "/auth?", 1, true))
+    local q = h.parse_query(url:match("%?(.*)$"))
+    assert.are.equal("code", q.response_type[1])
+    assert.are.equal("ferry-test", q.client_id[1])
+    assert.are.equal(callback, q.redirect_uri[1])
+    assert.are.equal("openid email", q.scope[1])
+    assert.are.equal("S256", q.code_challenge_method[1])
+    assert.are.equal(43, #q.code_challenge[1])            -- base64url of a SHA-256
+    assert.is_true(#q.state[1] >= 43)
+    assert.is_nil(q.client_secret)
+    -- Without ?format=json it is a plain redirect.
+    local status, _, headers = h.request("GET", srv.url .. "/oauth/" .. SLUG .. "/start",
+      {headers = {authorization = "Bearer " .. member}, redirect = false})
+    assert.are.equal(302, status)
+    assert.is_truthy(headers.location:find(idp.url .. "/auth?", 1, true))
+    -- Starting needs an API key.
+    assert.are.equal(401, (h.request("GET", srv.url .. "/oauth/" .. SLUG .. "/start", {redirect = false})))
+  end)
+
+  it("connects through the whole flow and calls the API with the token", function()
+    local before = idp.counters().token.authorization_code or 0
+    local status, conn = connect(srv, member, callback)
+    assert.are.equal(201, status, h.json.encode(conn))
+    assert.are.equal(SLUG, conn.integration)
+    assert.are.equal("active", conn.status)
+    assert.are.equal("user", conn.scope)
+    assert.are.equal("ann@example.test", conn.account_label)   -- the provider's check, with the new token
+    assert.are.equal(before + 1, idp.counters().token.authorization_code)
+    local st, body = whoami(srv, member)
+    assert.are.equal(200, st, h.json.encode(body))
+    assert.are.equal("ann", body.result.sub)
+    -- The tokens are sealed: not in the database, not in the log.
+    local rows = h.sql(srv.data, "SELECT field FROM connection_secrets WHERE connection_id = '" .. conn.id
+      .. "' ORDER BY field")
+    assert.are.same({{"access_token"}, {"refresh_token"}}, rows)
+    local _, listing = srv.get("/v1/connections", member)
+    assert.is_nil(h.json.encode(listing):find("token", 1, true))
+  end)
+
+  it("sends a browser back to the page, without JSON", function()
+    local url = authorize_url(srv, member, "&label=browser")
+    local back = h.browser_sign_in(url, {stop_at = callback})
+    local status, _, headers = h.request("GET", back, {redirect = false})
+    assert.are.equal(302, status)
+    assert.are.equal("/#connected=" .. SLUG, headers.location)
+    -- The same user's connection was renewed, not duplicated.
+    local _, listing = srv.get("/v1/connections", member)
+    local mine = 0
+    for _, c in ipairs(listing.connections) do
+      if c.integration == SLUG and c.connected_by == "bob" then mine = mine + 1 end
+    end
+    assert.are.equal(1, mine)
+  end)
+
+  it("refuses a wrong state and a replayed one, and keeps codes and states out of the log", function()
+    local status, body = finish(callback .. "?code=abc&state=not-a-state")
+    assert.are.equal(400, status)
+    assert.are.equal("bad_request", body.error.code)
+
+    local url = authorize_url(srv, member)
+    local back = h.browser_sign_in(url, {stop_at = callback})
+    local code = back:match("[?&]code=([^&]+)")
+    local state = back:match("[?&]state=([^&]+)")
+    assert.are.equal(201, (finish(back)))
+    local exchanges = idp.counters().token.authorization_code
+    status, body = finish(back)                      -- the same state again
+    assert.are.equal(400, status)
+    assert.are.equal("bad_request", body.error.code)
+    assert.are.equal(exchanges, idp.counters().token.authorization_code)   -- nothing sent upstream
+    -- A browser gets a page saying so.
+    local st, page = h.request("GET", back, {redirect = false})
+    assert.are.equal(400, st)
+    assert.is_truthy(page:find("bad_request", 1, true))
+
+    local log = h.read_file(srv.log)
+    assert.is_nil(log:find(code, 1, true))
+    assert.is_nil(log:find(state, 1, true))
+    assert.is_nil(log:find("s3cret", 1, true))
+  end)
+
+  it("turns denied consent into forbidden, and connects nothing", function()
+    local _, before = srv.get("/v1/connections", admin)
+    local url = authorize_url(srv, admin)
+    local back = h.browser_sign_in(url, {stop_at = callback, deny = true})
+    assert.is_truthy(back:find("error=access_denied", 1, true))
+    local status, body = finish(back)
+    assert.are.equal(403, status)
+    assert.are.equal("forbidden", body.error.code)
+    assert.are.equal("access_denied", body.error.details.provider_error)
+    local _, after = srv.get("/v1/connections", admin)
+    assert.are.equal(#before.connections, #after.connections)
+  end)
+
+  it("shares a connection with the team only when an admin asks", function()
+    local status, body = srv.get("/oauth/" .. SLUG .. "/start?format=json&scope=team", member)
+    assert.are.equal(403, status)
+    assert.are.equal("forbidden", body.error.code)
+    local st, conn = connect(srv, admin, callback, "&scope=team&label=shared", "carol")
+    assert.are.equal(201, st, h.json.encode(conn))
+    assert.are.equal("team", conn.scope)
+    assert.are.equal("shared", conn.label)
+  end)
+
+  it("says clearly when an integration has no OAuth client, or is not OAuth", function()
+    local status, body = srv.get("/oauth/google_calendar/start?format=json", member)
+    assert.are.equal(404, status)
+    assert.are.equal("not_found", body.error.code)
+    assert.is_truthy(body.error.message:find("oauth-client", 1, true))
+    status, body = srv.get("/oauth/keyed_header/start?format=json", member)
+    assert.are.equal(400, status)
+    assert.are.equal("invalid_arguments", body.error.code)
+    status, body = srv.get("/oauth/nope/start?format=json", member)
+    assert.are.equal(404, status)
+    assert.are.equal("not_found", body.error.code)
+  end)
+
+  it("lets a team admin set the team's own client, never showing the secret", function()
+    local other = srv.key("dan", "globex", "admin")
+    local otherm = srv.key("eve", "globex")
+    local put = function(key, body)
+      local status, text = h.request("PUT", srv.url .. "/v1/integrations/" .. SLUG .. "/oauth-client",
+        {json = body, headers = {authorization = "Bearer " .. key}})
+      return status, h.decode(text), text
+    end
+    local status, body = put(otherm, {client_id = "x", client_secret = "y"})
+    assert.are.equal(403, status)
+    assert.are.equal("forbidden", body.error.code)
+    status, body = put(other, {client_id = "globex-client"})
+    assert.are.equal(400, status)
+    assert.are.equal("invalid_arguments", body.error.code)
+    status, body = put(other, {client_id = "ferry-test", client_secret = "team-secret-4411",
+                               token_url = idp.url .. "/token", authorize_url = idp.url .. "/auth", extra = 1})
+    assert.are.equal(400, status)
+    assert.is_truthy(body.error.message:find("extra", 1, true))
+    local text
+    status, body, text = put(other, {client_id = "ferry-test", client_secret = "team-secret-4411",
+                                     token_url = idp.url .. "/token", authorize_url = idp.url .. "/auth"})
+    assert.are.equal(200, status, text)
+    assert.are.equal("ferry-test", body.client_id)
+    assert.is_nil(text:find("team-secret-4411", 1, true))
+    local _, shown, _, raw = srv.get("/v1/integrations/" .. SLUG .. "/oauth-client", other)
+    assert.are.equal("team", shown.scope)
+    assert.is_nil(raw:find("team-secret-4411", 1, true))
+    -- Set through the API, a URL may not lead ferry to a private address:
+    -- the exchange is refused before anything is sent.
+    local exchanges = idp.counters().token.authorization_code
+    local url = authorize_url(srv, other)
+    local back = h.browser_sign_in(url, {stop_at = callback})
+    local st, answer = finish(back)
+    assert.are.equal("egress_denied", answer.error.code, h.json.encode(answer))
+    assert.is_true(st >= 400)
+    assert.are.equal(exchanges, idp.counters().token.authorization_code)
+    -- The change is in the audit.
+    local _, audit = srv.get("/v1/audit?integration=" .. SLUG, other)
+    local seen = false
+    for _, row in ipairs(audit.entries) do
+      if row.operation == "oauth.set_client" then seen = true end
+    end
+    assert.is_true(seen)
+  end)
+end)
+
+describe("OAuth token lifecycle", function()
+  local srv, idp, callback, key, conn
+
+  lazy_setup(function()
+    srv, idp, callback = start({access_ttl = 3})
+    key = srv.key("ann", "acme", "admin")
+    local status
+    status, conn = connect(srv, key, callback)
+    assert(status == 201, h.json.encode(conn))
+  end)
+  lazy_teardown(function()
+    if srv then srv.stop() end
+    if idp then idp.stop() end
+  end)
+
+  it("refreshes an expired token exactly once for 50 concurrent calls", function()
+    h.sleep(3.5)   -- the access token is dead now: /me would refuse it
+    local before = idp.counters()
+    local report = h.loadgen({"--url", srv.url .. "/v1/tools/call", "--method", "POST",
+      "--header", "Authorization: Bearer " .. key, "--header", "Content-Type: application/json",
+      "--body", '{"name":"idp_profile__whoami","arguments":{}}',
+      "--concurrency", "50", "--requests", "50", "--timeout-ms", "20000"})
+    assert.are.equal(50, report.requests)
+    assert.are.equal(0, report.errors, h.json.encode(report.error_breakdown))
+    local after = idp.counters()
+    assert.are.equal((before.token.refresh_token or 0) + 1, after.token.refresh_token)
+    assert.are.equal(50, after.userinfo - before.userinfo)
+    assert.are.equal(0, after.token_errors)
+    assert.are.same({{"ok", ""}}, refresh_log(srv, conn.id))
+    -- The refresh is audited like any external call.
+    local _, audit = srv.get("/v1/audit?integration=" .. SLUG, key)
+    local refreshes = 0
+    for _, row in ipairs(audit.entries) do
+      if row.operation == "oauth.refresh" and row.outcome == "ok" then refreshes = refreshes + 1 end
+    end
+    assert.are.equal(1, refreshes)
+  end)
+
+  it("keeps the rotated refresh token: the next refresh works too", function()
+    h.sleep(3.5)
+    local status, body = whoami(srv, key)
+    assert.are.equal(200, status, h.json.encode(body))
+    local c = idp.counters()
+    assert.are.equal(2, c.token.refresh_token)
+    -- Had ferry replayed the first refresh token, the IdP would have
+    -- refused it (and revoked the grant).
+    assert.are.equal(0, c.token_errors)
+    assert.are.same({{"ok", ""}, {"ok", ""}}, refresh_log(srv, conn.id))
+  end)
+
+  it("turns a revoked grant into reconnect_required with a URL, and reconnects", function()
+    idp.revoke_grants()
+    local status, body = whoami(srv, key)
+    assert.are.equal(409, status)
+    assert.are.equal("reconnect_required", body.error.code)
+    assert.are.equal(conn.id, body.error.details.connection_id)
+    assert.are.equal("/oauth/" .. SLUG .. "/start?connection_id=" .. conn.id, body.error.details.reconnect_url)
+    local _, listing = srv.get("/v1/connections", key)
+    assert.are.equal("reconnect_required", listing.connections[1].status)
+    local _, ctx = srv.get("/v1/context", key)
+    assert.is_truthy(ctx.text:find("IdP profile must be reconnected", 1, true))
+    local log = refresh_log(srv, conn.id)
+    assert.are.equal("failed", log[#log][1])
+    assert.is_truthy(log[#log][2]:find("invalid_grant", 1, true))
+    -- Later calls do not hammer the provider: the connection says why.
+    local refreshes = idp.counters().token.refresh_token
+    status, body = whoami(srv, key)
+    assert.are.equal(409, status)
+    assert.are.equal(refreshes, idp.counters().token.refresh_token)
+
+    -- The reconnect URL starts a sign-in that renews the same connection.
+    local reconnect = body.error.details.reconnect_url
+    local st, started = srv.get(reconnect .. "&format=json", key)
+    assert.are.equal(200, st)
+    local back = h.browser_sign_in(started.authorize_url, {stop_at = callback})
+    local s2, renewed = finish(back)
+    assert.are.equal(201, s2, h.json.encode(renewed))
+    assert.are.equal(conn.id, renewed.id)
+    assert.are.equal("active", renewed.status)
+    assert.are.equal(200, (whoami(srv, key)))
+  end)
+
+  it("revokes the grant at the provider when the connection is deleted", function()
+    local revoked = idp.counters().revoked
+    local status = h.request("DELETE", srv.url .. "/v1/connections/" .. conn.id,
+      {headers = {authorization = "Bearer " .. key}})
+    assert.are.equal(204, status)
+    local deadline = h.now() + 10
+    while idp.counters().revoked == revoked and h.now() < deadline do h.sleep(0.05) end
+    assert.are.equal(revoked + 1, idp.counters().revoked)
+  end)
+end)
+
+describe("OAuth refresh failures", function()
+  it("refreshes ahead of expiry on the timer, and an expired refresh token asks for a reconnect", function()
+    local srv, idp, callback = start({access_ttl = 2, refresh_ttl = 5, interval = 1})
+    local key = srv.key("ann", "acme")
+    local status, conn = connect(srv, key, callback)
+    assert.are.equal(201, status, h.json.encode(conn))
+    -- With no calls at all, the timer refreshes before the token expires.
+    local deadline = h.now() + 10
+    while (idp.counters().token.refresh_token or 0) == 0 and h.now() < deadline do h.sleep(0.1) end
+    assert.is_true((idp.counters().token.refresh_token or 0) >= 1)
+    assert.are.equal(200, (whoami(srv, key)))
+    -- Once the refresh token itself expires, the next refresh fails for good.
+    deadline = h.now() + 15
+    local body
+    repeat
+      h.sleep(0.5)
+      status, body = whoami(srv, key)
+    until status ~= 200 or h.now() > deadline
+    assert.are.equal(409, status, h.json.encode(body))
+    assert.are.equal("reconnect_required", body.error.code)
+    assert.is_truthy(body.error.details.reconnect_url:find("connection_id=" .. conn.id, 1, true))
+    local log = refresh_log(srv, conn.id)
+    assert.are.equal("failed", log[#log][1])
+    srv.stop()
+    idp.stop()
+  end)
+end)
