@@ -18,3 +18,9 @@ files["tests/providers/escape.lua"] = {std = "min", read_globals = sandbox_globa
   ignore = {"113", "143"}}
 -- Integration specs run under busted on Debian's Lua 5.1.
 files["tests/integration"] = {std = "lua51+busted"}
+-- The test harness runs outside the sandbox (busted, Lua 5.1 to 5.4).
+files["scripts/ferry/testing.lua"] = {std = "max"}
+-- Templates of `ferry providers new`: a busted spec and a luacheck config.
+files["scripts/ferry/templates/provider_spec.lua"] = {std = "max+busted"}
+files["scripts/ferry/templates/luacheckrc.lua"] = {std = "min", globals = {"std", "max_line_length", "files",
+  "exclude_files"}}

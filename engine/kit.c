@@ -272,8 +272,8 @@ int kit_new(int argc, char **argv)
     printf("\nnext:\n"
            "  ferry providers check %s\n"
            "  busted%s%s    (needs ferry's SDK: luarocks make rockspec/ferry-sdk-scm-1.rockspec in ferry's sources)\n"
-           "  ferry tool call %s__list_items '{\"limit\": 5}' --providers %s%sproviders\n",
-           files[0].path, *pre ? " in " : "", pre, slug, pre, sep);
+           "  ferry serve --providers %s%sproviders    (then connect it and call %s__list_items)\n",
+           files[0].path, *pre ? " in " : "", pre, pre, sep, slug);
     return 0;
 }
 
@@ -347,10 +347,13 @@ static const char *str(json_t *obj, const char *key)
 
 static void put_number(FILE *f, json_t *n)
 {
+    double d = json_number_value(n);
     if (json_is_integer(n))
         fprintf(f, "%lld", (long long)json_integer_value(n));
+    else if (d == (double)(long long)d && d < 1e15 && d > -1e15)
+        fprintf(f, "%.0f", d);
     else
-        fprintf(f, "%g", json_number_value(n));
+        fprintf(f, "%g", d);
 }
 
 static void put_json(FILE *f, json_t *v)
@@ -384,8 +387,10 @@ static void put_type(FILE *f, json_t *root, json_t *schema, int depth);
 static void put_range(FILE *f, json_t *min, json_t *max, const char *unit)
 {
     if (min && max) {
+        int negative = json_number_value(min) < 0;
+        fputs(negative ? "from " : "", f);
         put_number(f, min);
-        fputs("–", f);
+        fputs(negative ? " to " : "–", f);
         put_number(f, max);
     } else if (min) {
         fputs("at least ", f);

@@ -15,7 +15,9 @@
 --   any other status >= 300      upstream_error, with the provider's message and status
 --   2xx whose body says failure  upstream_error (opts.body_error; Mandrill, Slack's ok:false)
 -- opts.classify(resp, body) may return a code to override the mapping (a 500
--- that means "bad key" is reconnect_required).
+-- that means "bad key" is reconnect_required), and a table of extra fields.
+-- Presets for common styles: errors.slack(), errors.quickbooks(),
+-- errors.graphql() (each takes overrides: errors.graphql{service = "Monday"}).
 -- Common subset of Lua 5.1 and 5.4.
 local data = require "ferry.data"
 
@@ -191,6 +193,35 @@ local function describe(code, service, status, msg, retry)
   return text
 end
 
+-- The delay an upstream asks for: opts.retry_after(resp, body) when given
+-- (a body field, GraphQL extensions), else the Retry-After header.
+local function wanted_delay(opts, resp, body)
+  if type(opts.retry_after) == "function" then
+    local v = M.retry_after(opts.retry_after(resp, body), opts.now)
+    if v ~= nil then return v end
+  end
+  return M.retry_after(header(resp, "retry-after"), opts.now)
+end
+
+-- opts.classify(resp, body) → code[, extra]: `extra` (a table) adds fields
+-- to the error, e.g. {retry_after = 30}.
+local function classified(opts, resp, body)
+  if not opts.classify then return nil, nil end
+  local code, extra = opts.classify(resp, body)
+  if type(extra) ~= "table" then extra = nil end
+  return code, extra
+end
+
+local function finish(err, code, retry, extra)
+  if extra then
+    for k, v in pairs(extra) do
+      if k ~= "code" and k ~= "message" then err[k] = v end
+    end
+  end
+  if code == "upstream_rate_limited" and err.retry_after == nil then err.retry_after = retry end
+  return err
+end
+
 -- nil when `resp` is a success, else a ferry error table. `body` is the
 -- decoded body when the caller already has it (decoded again otherwise).
 function M.from_response(resp, opts, body)
@@ -206,18 +237,223 @@ function M.from_response(resp, opts, body)
     local failed = opts.body_error(body, resp)
     if not failed then return nil end
     local msg = type(failed) == "string" and shorten(failed) or provider_message(opts, resp, body)
-    local code = opts.classify and opts.classify(resp, body) or "upstream_error"
-    return M.new(code, ("%s reported an error%s"):format(service, msg and (": " .. msg) or ""),
-                 {status = status, upstream_code = provider_code(opts, body)})
+    local code, extra = classified(opts, resp, body)
+    code = code or "upstream_error"
+    local retry = code == "upstream_rate_limited" and wanted_delay(opts, resp, body) or nil
+    if extra and extra.retry_after ~= nil then retry = M.retry_after(extra.retry_after, opts.now) end
+    local text
+    if code == "reconnect_required" then
+      text = ("%s rejected the credential"):format(service)
+    elseif code == "upstream_rate_limited" then
+      text = ("%s is rate limiting requests"):format(service)
+      if retry then text = text .. ("; retry after %d s"):format(retry) end
+    else
+      text = ("%s reported an error"):format(service)
+    end
+    if msg then text = text .. ": " .. msg end
+    local err = M.new(code, text, {status = status, upstream_code = provider_code(opts, body)})
+    if extra then extra.retry_after = nil end
+    return finish(err, code, retry, extra)
   end
 
-  local retry = M.retry_after(header(resp, "retry-after"), opts.now)
-  local code = opts.classify and opts.classify(resp, body) or mapped_code(status, retry)
+  local retry = wanted_delay(opts, resp, body)
+  local code, extra = classified(opts, resp, body)
+  code = code or mapped_code(status, retry)
+  if extra and extra.retry_after ~= nil then
+    retry = M.retry_after(extra.retry_after, opts.now)
+    extra.retry_after = nil
+  end
   local msg = provider_message(opts, resp, body)
   local err = M.new(code, describe(code, service, status, msg, retry),
                     {status = status, upstream_code = provider_code(opts, body)})
-  if code == "upstream_rate_limited" then err.retry_after = retry end
-  return err
+  return finish(err, code, retry, extra)
+end
+
+-- ---- how common APIs report errors --------------------------------------------
+-- Each returns a complete options table for from_response / sdk.request;
+-- `overrides` (optional) replaces any of its fields (service, message...).
+
+local function with(base, overrides)
+  for k, v in pairs(overrides or {}) do base[k] = v end
+  return base
+end
+
+local function set(list)
+  local out = {}
+  for _, v in ipairs(list) do out[v] = true end
+  return out
+end
+
+-- Slack's Web API: HTTP 200 with {"ok": false, "error": "channel_not_found"};
+-- auth failures are error codes, rate limits HTTP 429 with Retry-After.
+M.SLACK_AUTH_ERRORS = set{
+  "not_authed", "invalid_auth", "account_inactive", "token_revoked", "token_expired", "no_permission",
+  "missing_scope", "not_allowed_token_type", "ekm_access_denied", "org_login_required", "team_access_not_granted",
+}
+
+function M.slack(overrides)
+  return with({
+    service = "Slack",
+    message = function(body)
+      local code = data.get(body, "error")
+      local detail = data.get(body, "detail") or data.get(body, "response_metadata.messages.1")
+      if code and detail then return code .. " (" .. detail .. ")" end
+      return code or data.get(body, "message")
+    end,
+    code = {"error"},
+    body_error = M.when("ok", false),
+    classify = function(resp, body)
+      local code = data.get(body, "error")
+      if M.SLACK_AUTH_ERRORS[code] then return "reconnect_required" end
+      if code == "ratelimited" or code == "rate_limited" or tonumber(resp.status) == 429 then
+        return "upstream_rate_limited"
+      end
+    end,
+  }, overrides)
+end
+
+-- QuickBooks Online (and Intuit's other v3 APIs): a Fault, with an error
+-- status or, in batch and some query answers, inside a 200:
+--   {"Fault": {"Error": [{"Message": "...", "Detail": "...", "code": "610"}],
+--              "type": "ValidationFault"}, "time": "..."}
+-- AUTHENTICATION (code 3200) and AuthorizationFault (3100) mean the
+-- connection must be made again; ThrottleExceeded (003001) is a rate limit.
+local function fault(body)
+  local f = data.get(body, "Fault") or data.get(body, "fault")
+  if type(f) ~= "table" then return nil end
+  return f
+end
+
+local function fault_error(f)
+  return data.get(f, "Error.1") or data.get(f, "error.1")
+end
+
+function M.quickbooks(overrides)
+  return with({
+    service = "QuickBooks",
+    message = function(body, resp)
+      local f = fault(body)
+      if not f then
+        return data.first(body, DEFAULT_MESSAGE_PATHS) or (type(resp.body) == "string" and
+          not resp.body:find("<", 1, true) and resp.body or nil)
+      end
+      local e = fault_error(f) or {}
+      local msg = data.first(e, {"Message", "message"})
+      local detail = data.first(e, {"Detail", "detail"})
+      if msg and detail and detail ~= msg then return msg .. ": " .. detail end
+      return msg or detail
+    end,
+    code = function(body)
+      local e = fault_error(fault(body) or {})
+      return e and data.first(e, {"code", "Code"}) or nil
+    end,
+    body_error = function(body) return fault(body) ~= nil end,
+    classify = function(resp, body)
+      local f = fault(body)
+      local kind = f and data.get(f, "type") or nil
+      local e = f and fault_error(f) or nil
+      local code = e and data.first(e, {"code", "Code"}) or nil
+      code = code and code:gsub("^0+", "") or nil
+      if kind == "AUTHENTICATION" or kind == "AuthenticationFault" or kind == "AuthorizationFault" or
+         code == "3200" or code == "3100" or code == "100" then
+        return "reconnect_required"
+      end
+      if code == "3001" or tonumber(resp.status) == 429 then return "upstream_rate_limited" end
+    end,
+  }, overrides)
+end
+
+-- GraphQL (Monday, Fireflies, GitHub, Shopify...): usually HTTP 200 with
+--   {"data": ..., "errors": [{"message": "...", "extensions": {"code": "..."}}]}
+-- Any error fails the call unless opts.partial is true, in which case only an
+-- answer without data does. Codes in extensions (or the error itself) pick
+-- reconnect_required and upstream_rate_limited; extra ones can be added with
+-- auth_codes / rate_codes; the delay comes from extensions.retry_in_seconds,
+-- retry_after or retryAfter, else the Retry-After header.
+M.GRAPHQL_AUTH_CODES = set{
+  "UNAUTHENTICATED", "UNAUTHORIZED", "FORBIDDEN", "AUTHENTICATION_ERROR", "AUTHORIZATION_ERROR",
+  "INVALID_TOKEN", "ACCESS_DENIED", "USER_UNAUTHORIZED", "auth_failed", "invalid_token", "not_authorized",
+  "forbidden", "unauthorized", "Unauthorized",
+}
+M.GRAPHQL_RATE_CODES = set{
+  "RATE_LIMITED", "RATE_LIMIT_EXCEEDED", "TOO_MANY_REQUESTS", "THROTTLED", "ComplexityException",
+  "COMPLEXITY_BUDGET_EXHAUSTED", "DAILY_LIMIT_EXCEEDED", "maxConcurrencyExceeded", "too_many_requests",
+  "rate_limited", "Throttled",
+}
+
+local function gql_errors(body)
+  local list = data.get(body, "errors")
+  if type(list) == "table" and #list > 0 then return list end
+  return nil
+end
+
+local function gql_code(e)
+  return data.first(e, {"extensions.code", "extensions.error_code", "code", "error_code", "type"})
+end
+
+function M.graphql(overrides)
+  overrides = overrides or {}
+  local auth_codes, rate_codes = {}, {}
+  for k in pairs(M.GRAPHQL_AUTH_CODES) do auth_codes[k] = true end
+  for k in pairs(M.GRAPHQL_RATE_CODES) do rate_codes[k] = true end
+  for _, c in ipairs(overrides.auth_codes or {}) do auth_codes[c] = true end
+  for _, c in ipairs(overrides.rate_codes or {}) do rate_codes[c] = true end
+  local partial = overrides.partial
+
+  local function first_error(body)
+    local list = gql_errors(body)
+    return list and list[1] or nil
+  end
+
+  local opts = with({
+    service = "the GraphQL API",
+    message = function(body, resp)
+      local list = gql_errors(body)
+      if not list then
+        return data.first(body, {"error_message", "message", "error.message", "error"}) or
+          (type(resp.body) == "string" and not resp.body:find("<", 1, true) and resp.body or nil)
+      end
+      local parts = {}
+      for i = 1, math.min(#list, 3) do
+        local m = data.first(list[i], {"message"})
+        if m then parts[#parts + 1] = m end
+      end
+      if #list > 3 then parts[#parts + 1] = ("(%d more)"):format(#list - 3) end
+      if #parts == 0 then return nil end
+      return table.concat(parts, "; ")
+    end,
+    code = function(body)
+      local e = first_error(body)
+      if e then return gql_code(e) end
+      return data.first(body, {"error_code", "code"})
+    end,
+    body_error = function(body)
+      if not gql_errors(body) then return false end
+      if partial then return data.get(body, "data") == nil end
+      return true
+    end,
+    retry_after = function(_, body)
+      local e = first_error(body)
+      return e and (data.get(e, "extensions.retry_in_seconds") or data.get(e, "extensions.retry_after") or
+                    data.get(e, "extensions.retryAfter")) or nil
+    end,
+    classify = function(resp, body)
+      local status = tonumber(resp.status)
+      local list = gql_errors(body) or {}
+      for _, e in ipairs(list) do
+        local c = gql_code(e)
+        local st = tonumber(data.get(e, "extensions.status") or data.get(e, "extensions.status_code") or
+                            data.get(e, "status"))
+        if auth_codes[c] or st == 401 or st == 403 then return "reconnect_required" end
+        if rate_codes[c] or st == 429 then return "upstream_rate_limited" end
+      end
+      local c = data.first(body, {"error_code", "code"})
+      if auth_codes[c] then return "reconnect_required" end
+      if rate_codes[c] or status == 429 then return "upstream_rate_limited" end
+    end,
+  }, overrides)
+  opts.auth_codes, opts.rate_codes, opts.partial = nil, nil, nil
+  return opts
 end
 
 return M

@@ -11,6 +11,8 @@
 --     op    = s.enum(OPERATORS, {"Comparison.", required = true}),
 --     tags  = s.array(s.string(), {"Labels to add.", maxItems = 10}),
 --     extra = s.map(s.string(), "Any other field, by name."),
+--     due   = s.date "Due date.",            -- also s.datetime, s.email, s.uuid, s.id
+--     limit = s.limit{maximum = 200},       -- and s.cursor(): the usual paging arguments
 --   }
 --
 -- Conventions:
@@ -56,6 +58,48 @@ function M.string(opts) return build("string", opts) end
 function M.integer(opts) return build("integer", opts) end
 function M.number(opts) return build("number", opts) end
 function M.boolean(opts) return build("boolean", opts) end
+
+-- Strings with a meaning ferry checks (docs/schema.md: format date, date-time,
+-- email and uuid are validated; the others are annotations):
+--   s.date "Due date."          YYYY-MM-DD
+--   s.datetime "Since when."    RFC 3339: 2024-05-01T12:00:00Z
+--   s.email, s.uuid
+--   s.id{"The task's id.", pattern = "^[0-9]+$"}   a non-empty id (at most 255 characters)
+local function with_defaults(opts, defaults)
+  opts = options(opts)
+  local out = {}
+  for k, v in pairs(opts) do out[k] = v end
+  for k, v in pairs(defaults) do if out[k] == nil then out[k] = v end end
+  return out
+end
+
+function M.date(opts) return build("string", with_defaults(opts, {format = "date"})) end
+function M.datetime(opts) return build("string", with_defaults(opts, {format = "date-time"})) end
+M.date_time = M.datetime
+function M.email(opts) return build("string", with_defaults(opts, {format = "email"})) end
+function M.uuid(opts) return build("string", with_defaults(opts, {format = "uuid"})) end
+function M.id(opts) return build("string", with_defaults(opts, {minLength = 1, maxLength = 255})) end
+
+-- The usual paging arguments: s.limit{default = 20, maximum = 100} and
+-- s.cursor() ("next_cursor from an earlier call...").
+function M.limit(opts)
+  opts = options(opts)
+  local default, maximum = opts.default or 20, opts.maximum or 100
+  local o = with_defaults(opts, {minimum = 1, maximum = maximum})
+  if o[1] == nil and o.description == nil then
+    o.description = ("How many to return (default %s, at most %s)."):format(default, maximum)
+  end
+  o.default = default
+  return build("integer", o)
+end
+
+function M.cursor(opts)
+  local o = with_defaults(opts, {minLength = 1})
+  if o[1] == nil and o.description == nil then
+    o.description = "next_cursor from an earlier call, to get the following results."
+  end
+  return build("string", o)
+end
 
 -- s.enum{"a", "b", description = ...} or s.enum(VALUES, opts): the allowed
 -- values; the type follows them (string, integer or number) unless given.

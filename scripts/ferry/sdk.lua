@@ -4,7 +4,9 @@
 --   local s = sdk.schema
 --   sdk.request(ctx, req, API)      -- ferry.http.request: body, resp | nil, err
 --   sdk.errors.from_response(resp, API)
---   sdk.paginate.cursor{...}, sdk.paginate.collect{...}
+--   sdk.paginate.cursor{...} (.offset, .link, .pages, .window), sdk.paginate.collect{...}
+--   sdk.errors.slack(), sdk.errors.quickbooks(), sdk.errors.graphql{service = ...}
+--   sdk.graphql.query(ctx, {query, variables}, API)
 --   sdk.data.get(body, "a.b.1"), sdk.data.array(list)
 --   sdk.http.path("/things/{id}", args)
 --
@@ -15,6 +17,7 @@ local http = require "ferry.http"
 return {
   data = require "ferry.data",
   errors = require "ferry.errors",
+  graphql = require "ferry.graphql",
   http = http,
   paginate = require "ferry.paginate",
   schema = require "ferry.schema",
