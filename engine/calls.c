@@ -431,17 +431,23 @@ int calls_start(calls *cs, const call_request *req, call_done_fn done, void *arg
     return launch(cs, c, req, tool->run_ref, done, arg, err);
 }
 
-int calls_start_check(calls *cs, provider *p, const call_request *req, call_done_fn done, void *arg, ferr *err)
+int calls_start_fn(calls *cs, provider *p, int fn_ref, const char *what, json_t *arguments,
+                   const call_request *req, call_done_fn done, void *arg, ferr *err)
 {
-    if (p->check_ref == LUA_NOREF)
-        return ferr_set(err, FERR_NOT_FOUND, "%s declares no check", p->slug);
+    if (fn_ref == LUA_NOREF)
+        return ferr_set(err, FERR_NOT_FOUND, "%s declares no %s", p->slug, what);
     call *c = calloc(1, sizeof *c);
     if (!c)
         return ferr_set(err, FERR_INTERNAL, "out of memory");
     c->provider = p;
-    c->arguments = json_object();
-    snprintf(c->name, sizeof c->name, "%s:check", p->slug);
-    return launch(cs, c, req, p->check_ref, done, arg, err);
+    c->arguments = arguments ? json_incref(arguments) : json_object();
+    snprintf(c->name, sizeof c->name, "%s:%s", p->slug, what);
+    return launch(cs, c, req, fn_ref, done, arg, err);
+}
+
+int calls_start_check(calls *cs, provider *p, const call_request *req, call_done_fn done, void *arg, ferr *err)
+{
+    return calls_start_fn(cs, p, p->check_ref, "check", NULL, req, done, arg, err);
 }
 
 void calls_abort_all(calls *cs, ferr_code code, const char *message)

@@ -63,6 +63,11 @@ int calls_start(calls *cs, const call_request *req, call_done_fn done, void *arg
  * (verifying a new connection); same contract as calls_start. */
 int calls_start_check(calls *cs, provider *p, const call_request *req, call_done_fn done, void *arg, ferr *err);
 
+/* Runs another of a provider's functions, fn(ctx, arguments) — such as
+ * upcoming_events — named "<slug>:<what>"; same contract. */
+int calls_start_fn(calls *cs, provider *p, int fn_ref, const char *what, json_t *arguments,
+                   const call_request *req, call_done_fn done, void *arg, ferr *err);
+
 size_t calls_in_flight(const calls *cs);
 
 /* Ends every running call now with `code`/`message` (drain timeout). */

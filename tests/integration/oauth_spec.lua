@@ -354,3 +354,68 @@ describe("OAuth refresh failures", function()
     idp.stop()
   end)
 end)
+
+describe("OAuth client credentials", function()
+  it("fetches a token with the connection's own client, reuses it, renews it, and reports a refused client", function()
+    local tap = h.start_tap("http://127.0.0.1:9")   -- answers canned replies, records what ferry sent
+    local idp = h.start_idp({redirect_uri = "http://127.0.0.1:9/cb", access_ttl = 3})
+    local dir = h.tmpdir()
+    h.write_file(dir .. "/cc_probe.lua", ([[
+return {
+  slug = "cc_probe", name = "CC probe", category = "developer",
+  description = "Test provider: server to server with the client credentials grant.",
+  base_url = %q, hosts = {"127.0.0.1"},
+  auth = {type = "oauth2", grant = "client_credentials", token_url = %q},
+  data_categories = {"crm"},
+  tools = {
+    probe = {
+      description = "GETs /probe.", access = "read",
+      input = {type = "object", properties = {}, additionalProperties = false},
+      run = function(ctx)
+        local resp, err = ctx.http.request{path = "/probe"}
+        if not resp then return nil, err end
+        if resp.status == 401 then return nil, {code = "reconnect_required", message = "refused"} end
+        return {status = resp.status}
+      end,
+    },
+  },
+}]]):format(tap.url, idp.url .. "/token"))
+    local srv = h.start_ferry({providers = {dir}})
+    local key = srv.key("ann", "acme")
+    local status, conn = h.connect(srv, key, {integration = "cc_probe",
+      credentials = {client_id = "ferry-cc", client_secret = "cc-s3cret"}})
+    assert.are.equal(201, status, h.json.encode(conn))
+    tap.replies({{status = 200, json = {}}, {status = 200, json = {}}, {status = 200, json = {}}})
+    for _ = 1, 2 do
+      local st, body = srv.call(key, "cc_probe__probe", {})
+      assert.are.equal(200, st, h.json.encode(body))
+    end
+    assert.are.equal(1, idp.counters().token.client_credentials)   -- fetched once, then reused
+    -- The upstream got a live token the IdP issued to that client.
+    local token = tap.last().headers.authorization:match("^Bearer (.+)$")
+    local st, text = h.request("POST", idp.url .. "/token/introspection", {body = "token=" .. token,
+      headers = {["content-type"] = "application/x-www-form-urlencoded",
+                 authorization = "Basic " .. (require "mime").b64("ferry-cc:cc-s3cret")}})
+    assert.are.equal(200, st)
+    local info = h.json.decode(text)
+    assert.is_true(info.active)
+    assert.are.equal("ferry-cc", info.client_id)
+    -- The token expires: the next call fetches a new one first.
+    h.sleep(3.2)
+    assert.are.equal(200, (srv.call(key, "cc_probe__probe", {})))
+    assert.are.equal(2, idp.counters().token.client_credentials)
+
+    -- A connection whose client the IdP refuses needs a person.
+    local _, bad = h.connect(srv, key, {integration = "cc_probe",
+      credentials = {client_id = "ferry-cc", client_secret = "wrong-secret-77"}})
+    local sb, answer = h.call_tool(srv, key, "cc_probe__probe", {}, {connection_id = bad.id})
+    assert.are.equal(409, sb, h.json.encode(answer))
+    assert.are.equal("reconnect_required", answer.error.code)
+    assert.is_truthy(answer.error.message:find("invalid_client", 1, true))
+    assert.is_nil(h.json.encode(answer):find("wrong-secret-77", 1, true))
+    assert.is_nil(h.read_file(srv.log):find("wrong-secret-77", 1, true))
+    srv.stop()
+    idp.stop()
+    tap.stop()
+  end)
+end)

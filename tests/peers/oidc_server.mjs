@@ -4,6 +4,9 @@
 // revocation, and the development login/consent pages a test drives with
 // plain HTTP.
 //
+// A second client, ferry-cc / cc-s3cret, may only use the client
+// credentials grant; /token/introspection tells whether a token is live.
+//
 // Env: PORT, REDIRECT_URI (required); ACCESS_TTL (s, default 60);
 //      REFRESH_TTL (s, default 3600); EXTRA_SCOPES (space-separated).
 //
@@ -23,6 +26,14 @@ const provider = new Provider(`http://127.0.0.1:${PORT}`, {
     grant_types: ['authorization_code', 'refresh_token'],
     response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_basic',
+  }, {
+    // Server to server: the client credentials grant only.
+    client_id: 'ferry-cc',
+    client_secret: 'cc-s3cret',
+    redirect_uris: [],
+    grant_types: ['client_credentials'],
+    response_types: [],
+    token_endpoint_auth_method: 'client_secret_basic',
   }],
   // A scope a client asks for is silently dropped unless listed here.
   scopes: ['openid', 'email', 'offline_access', 'calendar.readonly',
@@ -34,6 +45,7 @@ const provider = new Provider(`http://127.0.0.1:${PORT}`, {
   issueRefreshToken: (ctx, client) => client.grantTypeAllowed('refresh_token'),
   ttl: {
     AccessToken: Number(ACCESS_TTL),
+    ClientCredentials: Number(ACCESS_TTL),
     // A rotated refresh token keeps what was left of its predecessor's
     // life: a grant ends REFRESH_TTL after sign-in however often it rotates.
     RefreshToken: (ctx) => ctx?.oidc?.entities.RotatedRefreshToken?.remainingTTL ?? Number(REFRESH_TTL),
@@ -44,6 +56,8 @@ const provider = new Provider(`http://127.0.0.1:${PORT}`, {
   features: {
     devInteractions: { enabled: true },
     revocation: { enabled: true },
+    clientCredentials: { enabled: true },
+    introspection: { enabled: true },
   },
 });
 
