@@ -99,13 +99,16 @@ static json_t *how_to_connect(const provider *p)
     else if (p->authn.kind == AUTH_BASIC) {
         json_array_append_new(fields, json_string("username"));
         json_array_append_new(fields, json_string("password"));
+    } else if (p->authn.kind == AUTH_OAUTH2 && p->authn.client_credentials) {
+        json_array_append_new(fields, json_string("client_id"));
+        json_array_append_new(fields, json_string("client_secret"));
     } else if (p->authn.kind == AUTH_OAUTH2) {
-        json_array_append_new(fields, json_string("access_token"));
+        json_array_append_new(fields, json_string("access_token"));   /* importing tokens issued elsewhere */
     }
     for (size_t i = 0; i < p->authn.nsettings; i++)
         json_array_append_new(settings, json_string(p->authn.settings[i]));
     json_t *o = json_pack("{s:o, s:o}", "credentials", fields, "settings", settings);
-    if (p->authn.kind == AUTH_OAUTH2) {
+    if (p->authn.kind == AUTH_OAUTH2 && !p->authn.client_credentials) {
         char start[160];
         snprintf(start, sizeof start, "/oauth/%s/start", p->slug);
         json_object_set_new(o, "oauth_start", json_string(start));

@@ -76,9 +76,34 @@ function card(integration, conns, me, refresh) {
     }));
   }
   const connect = integration.connect || { credentials: [], settings: [] };
-  if (integration.method === "none" || integration.method === "oauth2") {
+  if (integration.method === "none") {
     $(".connect", node).remove();
-    if (integration.method === "none") $(".meta", node).textContent += " · no credentials needed";
+    $(".meta", node).textContent += " · no credentials needed";
+    return node;
+  }
+  if (connect.oauth_start) {
+    // Signing in at the provider: ferry makes the link (state, PKCE), the
+    // browser goes there and comes back to /#connected=<slug>.
+    const form = $(".connect-form", node);
+    $(".fields", node).remove();
+    $("button[type=submit]", form).textContent = `Sign in with ${integration.name}`;
+    if (connect.instructions) $(".instructions", node).textContent = connect.instructions;
+    if (me && me.role === "admin") $(".team-scope", node).hidden = false;
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const q = new URLSearchParams({ format: "json", scope: form.elements.scope_team.checked ? "team" : "user" });
+      if (form.elements.label.value) q.set("label", form.elements.label.value);
+      await signIn(connect.oauth_start + "?" + q);
+    });
+    for (const c of conns) {
+      if (c.status !== "reconnect_required") continue;
+      const again = document.createElement("button");
+      again.className = "reconnect";
+      again.textContent = `Reconnect ${connectionName(c)}`;
+      again.addEventListener("click", () => signIn(connect.oauth_start + "?" +
+        new URLSearchParams({ format: "json", connection_id: c.id })));
+      list.append(again);
+    }
     return node;
   }
   const fields = $(".fields", node);
@@ -116,10 +141,25 @@ function card(integration, conns, me, refresh) {
   }
 }
 
+let justConnected = null;   // the integration a provider's sign-in just connected
+
+// Asks ferry for a sign-in link, then goes there.
+async function signIn(start) {
+  try {
+    const { authorize_url } = await api("GET", start);
+    location.assign(authorize_url);
+  } catch (e) { say(e.message, true); }
+}
+
 async function load() {
   const [me, integrations, connections] = await Promise.all([
     api("GET", "/v1/me"), api("GET", "/v1/integrations"), api("GET", "/v1/connections")]);
   $("#who").textContent = `${me.user} · ${me.team} · ${me.role}`;
+  if (justConnected) {
+    const i = integrations.integrations.find((x) => x.slug === justConnected);
+    say(`${i ? i.name : justConnected} connected.`);
+    justConnected = null;
+  }
   $("#signout").hidden = false;
   const byIntegration = {};
   for (const c of connections.connections) (byIntegration[c.integration] ||= []).push(c);
@@ -141,6 +181,12 @@ async function load() {
 
 function start() {
   const form = $("#signin");
+  // Back from a provider's sign-in page.
+  const back = /^#connected=([a-z0-9_]+)$/.exec(location.hash);
+  if (back) {
+    history.replaceState(null, "", location.pathname);
+    justConnected = back[1];
+  }
   if (!key()) { form.hidden = false; return; }
   form.hidden = true;
   load().catch((e) => {

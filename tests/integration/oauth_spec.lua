@@ -419,3 +419,28 @@ return {
     tap.stop()
   end)
 end)
+
+describe("OAuth from the Connected Apps page", function()
+  it("signs in at the provider from the card, in Chromium, and comes back connected", function()
+    local chromium = os.getenv("CHROMIUM") or "/usr/bin/chromium"
+    assert(h.read_file(chromium) ~= nil, chromium .. " not found: scripts/install-deps --test installs chromium")
+    local srv, idp = start()
+    local key = srv.key("ann", "acme")
+    local dir = h.tmpdir()
+    local code, out, err = h.run({h.node_bin, h.root .. "/tests/peers/page_oauth.mjs"}, {
+      FERRY_URL = srv.url, FERRY_KEY = key, FERRY_INTEGRATION = "IdP profile", FERRY_PAGE_DIR = dir,
+      CHROMIUM = chromium})
+    local report = h.decode((out or ""):match("[^\n]+")) or {}
+    assert(code == 0 and report.ok, "page_oauth.mjs failed: " .. tostring(out) .. "\n" .. tostring(err))
+    assert.are.equal(idp.url, report.left_for)                 -- the browser really went to the IdP
+    assert.are.equal("IdP profile connected.", report.message)
+    assert.are.equal(srv.url .. "/", report.url)                -- the #connected hash was consumed
+    assert.is_truthy(report.connection:find("ann@example.test", 1, true))
+    local _, listing = srv.get("/v1/connections", key)
+    assert.are.equal(1, #listing.connections)
+    assert.are.equal("active", listing.connections[1].status)
+    os.execute(("rm -rf '%s/tmp' '%s/config' '%s/cache' '%s/home'"):format(dir, dir, dir, dir))
+    srv.stop()
+    idp.stop()
+  end)
+end)
