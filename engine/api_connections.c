@@ -69,6 +69,9 @@ static void on_checked(void *arg, const call_result *res)
         reply_ferr(pc->r, &e);
     } else {
         json_t *label = json_is_object(res->result) ? json_object_get(res->result, "account_label") : NULL;
+        if (json_is_object(res->result))
+            connections_adopt_settings(a->db, providers_find(a->providers, pc->conn.integration), &pc->conn,
+                                       json_object_get(res->result, "settings"));
         if (json_is_string(label)) {
             snprintf(pc->conn.account_label, sizeof pc->conn.account_label, "%s", json_string_value(label));
             store_connection_set_account(a->db, pc->conn.id, pc->conn.account_label, &e);

@@ -125,6 +125,9 @@ static void on_checked(void *arg, const call_result *res)
 {
     pending_callback *pc = arg;
     json_t *label = !res->err && json_is_object(res->result) ? json_object_get(res->result, "account_label") : NULL;
+    if (!res->err && json_is_object(res->result))
+        connections_adopt_settings(pc->a->db, providers_find(pc->a->providers, pc->conn.integration), &pc->conn,
+                                   json_object_get(res->result, "settings"));
     if (json_is_string(label)) {
         ferr e = {0};
         snprintf(pc->conn.account_label, sizeof pc->conn.account_label, "%s", json_string_value(label));
@@ -166,6 +169,8 @@ static void on_connected(void *arg, const store_connection *c, const ferr *err)
     reply_connected(pc);
 }
 
+static const char *callback_param(void *ud, const char *name) { return hreq_query(ud, name); }
+
 static void get_callback(hreq *r, void *arg)
 {
     app *a = arg;
@@ -179,8 +184,11 @@ static void get_callback(hreq *r, void *arg)
     pc->a = a;
     pc->r = r;
     pc->json = wants_json(r);
-    if (oauth_callback(a->oauth, hreq_query(r, "state"), hreq_query(r, "code"), hreq_query(r, "error"),
-                       hreq_query(r, "error_description"), on_connected, pc, &e) < 0) {
+    oauth_callback_args cb = {
+        .state = hreq_query(r, "state"), .code = hreq_query(r, "code"), .error = hreq_query(r, "error"),
+        .error_description = hreq_query(r, "error_description"), .param = callback_param, .param_ud = r,
+    };
+    if (oauth_callback(a->oauth, &cb, on_connected, pc, &e) < 0) {
         if (pc->json)
             hreq_reply_error(r, &e);
         else

@@ -441,6 +441,41 @@ int connections_store_tokens(store *db, vault *v, const store_connection *c, con
     return rc;
 }
 
+int connections_adopt_settings(store *db, const provider *p, store_connection *c, json_t *given)
+{
+    if (!p || !json_is_object(given))
+        return 0;
+    json_t *have = c->settings ? json_loads(c->settings, 0, NULL) : NULL;
+    if (!json_is_object(have)) {
+        json_decref(have);
+        have = json_object();
+    }
+    int added = 0;
+    for (size_t i = 0; i < p->authn.nsettings; i++) {
+        const char *name = p->authn.settings[i];
+        json_t *v = json_object_get(given, name);
+        if (json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) <= 256 &&
+            !json_object_get(have, name)) {
+            json_object_set(have, name, v);
+            added++;
+        }
+    }
+    if (added) {
+        char *text = json_dumps(have, JSON_COMPACT | JSON_SORT_KEYS);
+        ferr err = {0};
+        if (text && store_connection_set_settings(db, c->id, text, &err) == 0) {
+            free(c->settings);
+            c->settings = text;
+        } else {
+            free(text);
+            added = 0;
+        }
+        ferr_clear(&err);
+    }
+    json_decref(have);
+    return added;
+}
+
 static json_t *time_or_null(int64_t ms)
 {
     if (!ms)

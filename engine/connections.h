@@ -83,6 +83,12 @@ int connections_open(store *db, vault *v, const store_connection *c, credentials
 int connections_store_tokens(store *db, vault *v, const store_connection *c, const char *const *fields,
                              const char *const *values, size_t n, int64_t expires_at, ferr *err);
 
+/* Settings learnt after connecting (a provider's check, an OAuth
+ * callback): the declared ones the connection does not have yet are kept
+ * (strings of at most 256 characters); c->settings is updated. Returns how
+ * many were added. */
+int connections_adopt_settings(store *db, const provider *p, store_connection *c, json_t *given);
+
 /* The JSON an API answers for a connection (no secret, ever). `policy_days`
  * is the rotation period that applies (0: none). */
 json_t *connections_to_json(const store_connection *c, int policy_days);

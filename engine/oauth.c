@@ -324,6 +324,7 @@ typedef struct flight {
 typedef struct exchange {
     token_req t;
     auth_state st;
+    json_t *settings;             /* kept from the callback's parameters, or NULL */
     oauth_connected_fn done;
     void *arg;
 } exchange;
@@ -1061,6 +1062,7 @@ static int store_exchange(oauth *o, exchange *x, json_t *doc, store_connection *
     if (found == 0) {
         const char *fields[2] = {"access_token", "refresh_token"};
         const char *values[2] = {access, refresh};
+        connections_adopt_settings(o->d.db, p, &c, x->settings);
         int rc = connections_store_tokens(o->d.db, o->d.vault, &c, fields, values, 2, expires, err);
         if (rc == 0)
             store_refresh_log(o->d.db, c.id, "reconnected", NULL);
@@ -1073,7 +1075,7 @@ static int store_exchange(oauth *o, exchange *x, json_t *doc, store_connection *
     if (refresh)
         json_object_set_new(creds, "refresh_token", json_string(refresh));
     connection_spec spec = {.integration = s->slug, .credentials = creds, .scope = s->scope,
-                            .label = s->label[0] ? s->label : NULL};
+                            .label = s->label[0] ? s->label : NULL, .settings = x->settings};
     int rc = connections_create(o->d.db, o->d.vault, o->d.providers, &who, &spec, out, err);
     json_t *v;
     const char *k;
@@ -1081,7 +1083,6 @@ static int store_exchange(oauth *o, exchange *x, json_t *doc, store_connection *
     json_decref(creds);
     if (rc == 0 && expires && store_connection_set_tokens(o->d.db, out->id, NULL, 0, expires, err) == 0)
         out->token_expires_at = expires;
-    (void)p;
     return rc;
 }
 
@@ -1109,12 +1110,34 @@ static void on_exchange_answer(token_req *t, long status, json_t *doc, const fer
         store_connection_clear(&c);
     ferr_clear(&e);
     vault_wipe(&x->st, sizeof x->st);
+    json_decref(x->settings);
     free(x);
 }
 
-int oauth_callback(oauth *o, const char *state, const char *code, const char *error, const char *error_description,
-                   oauth_connected_fn done, void *arg, ferr *err)
+/* The settings a provider reads from its callback's parameters. */
+static json_t *callback_settings(const provider *p, const oauth_callback_args *cb)
 {
+    if (!p->authn.callback_settings || !cb->param)
+        return NULL;
+    json_t *out = json_object();
+    const char *name;
+    json_t *param;
+    json_object_foreach(p->authn.callback_settings, name, param) {
+        const char *v = cb->param(cb->param_ud, json_string_value(param));
+        if (v && *v && strlen(v) <= 256)
+            json_object_set_new(out, name, json_string(v));
+    }
+    if (json_object_size(out) == 0) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
+int oauth_callback(oauth *o, const oauth_callback_args *cb, oauth_connected_fn done, void *arg, ferr *err)
+{
+    const char *state = cb->state, *code = cb->code, *error = cb->error,
+               *error_description = cb->error_description;
     prune_states(o);
     auth_state *s = NULL;
     for (auth_state **pp = &o->states; state && *pp; pp = &(*pp)->next)
@@ -1147,6 +1170,7 @@ int oauth_callback(oauth *o, const char *state, const char *code, const char *er
             free(x);
         } else {
             x->st = *s;
+            x->settings = callback_settings(p, cb);
             x->done = done;
             x->arg = arg;
             req_init(o, &x->t, REQ_EXCHANGE, "oauth.exchange", s->slug, s->connection_id, s->user_id, s->team_id);
@@ -1162,6 +1186,7 @@ int oauth_callback(oauth *o, const char *state, const char *code, const char *er
             client_close(&ci);
             if (rc < 0) {
                 vault_wipe(&x->st, sizeof x->st);
+                json_decref(x->settings);
                 free(x);
             }
         }

@@ -78,8 +78,15 @@ int oauth_start(oauth *o, const principal *who, const oauth_start_spec *spec, ch
  * not (a failed exchange). Problems found at once (an unknown, used or
  * expired state, denied consent) return -1 without calling done. */
 typedef void (*oauth_connected_fn)(void *arg, const store_connection *c, const ferr *err);
-int oauth_callback(oauth *o, const char *state, const char *code, const char *error, const char *error_description,
-                   oauth_connected_fn done, void *arg, ferr *err);
+/* The callback's other query parameters, by name (NULL when absent): a
+ * provider may keep some as settings (auth.callback_settings). */
+typedef const char *(*oauth_param_fn)(void *ud, const char *name);
+typedef struct oauth_callback_args {
+    const char *state, *code, *error, *error_description;
+    oauth_param_fn param;          /* may be NULL */
+    void *param_ud;
+} oauth_callback_args;
+int oauth_callback(oauth *o, const oauth_callback_args *cb, oauth_connected_fn done, void *arg, ferr *err);
 
 /* Whether a connection's access token should be refreshed before use. */
 int oauth_needs_refresh(const oauth *o, const provider *p, const store_connection *c);

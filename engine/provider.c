@@ -31,7 +31,7 @@ static const char *const categories[] = {"calendar", "crm", "project_management"
 static const char *const auth_types[] = {"none", "api_key", "basic", "oauth2", NULL};
 static const char *const auth_fields[] = {"type", "field", "header", "query", "body", "prefix", "settings",
                                           "instructions", "scopes", "authorize_url", "token_url", "revoke_url",
-                                          "client_auth", "extra_authorize_params", "grant", NULL};
+                                          "client_auth", "extra_authorize_params", "grant", "callback_settings", NULL};
 
 typedef struct loader {
     lua_State *L;
@@ -509,6 +509,21 @@ static void parse_oauth(loader *ld, json_t *auth, provider_auth *a)
         problem(ld, "auth.extra_authorize_params: must be a table of strings");
     else if (extra)
         a->extra_authorize_params = json_incref(extra);
+    json_t *cb = json_object_get(auth, "callback_settings");
+    const char *name;
+    json_t *param;
+    if (cb && !json_is_object(cb)) {
+        problem(ld, "auth.callback_settings: a table {setting = \"callback parameter\"}");
+    } else if (cb) {
+        json_object_foreach(cb, name, param) {
+            int declared = 0;
+            for (size_t k = 0; k < a->nsettings; k++)
+                declared |= strcmp(a->settings[k], name) == 0;
+            if (!declared || !json_is_string(param))
+                problem(ld, "auth.callback_settings.%s: must name a declared setting and a callback parameter", name);
+        }
+        a->callback_settings = json_incref(cb);
+    }
 }
 
 /* The auth declaration as C data: where the core injects the credential. */
@@ -522,7 +537,8 @@ static void parse_auth(loader *ld, json_t *auth)
         if (!in_list(key, auth_fields))
             problem(ld, "auth: unknown field '%s'", key);
         else if (strcmp(key, "settings") != 0 && strcmp(key, "scopes") != 0 &&
-                 strcmp(key, "extra_authorize_params") != 0 && !json_is_string(v))
+                 strcmp(key, "extra_authorize_params") != 0 && strcmp(key, "callback_settings") != 0 &&
+                 !json_is_string(v))
             problem(ld, "auth.%s: must be a string", key);
     }
     a->kind = strcmp(type, "api_key") == 0 ? AUTH_API_KEY : strcmp(type, "basic") == 0 ? AUTH_BASIC
@@ -836,6 +852,7 @@ void provider_free(provider *p)
     free(p->authn.revoke_url);
     free(p->authn.scopes);
     json_decref(p->authn.extra_authorize_params);
+    json_decref(p->authn.callback_settings);
     free_list(p->authn.settings, p->authn.nsettings);
     for (size_t i = 0; i < p->ntiers; i++)
         free(p->tiers[i].name);

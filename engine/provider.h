@@ -57,6 +57,7 @@ typedef struct provider_auth {
     char *revoke_url;      /* may be NULL */
     char *scopes;          /* space-separated */
     json_t *extra_authorize_params;   /* {name: value} or NULL */
+    json_t *callback_settings;        /* {setting: callback query parameter} or NULL (QuickBooks' realmId) */
     int client_auth_body;  /* client credentials in the form body, not HTTP basic */
     int client_credentials;/* grant = "client_credentials": server to server, no user */
 } provider_auth;

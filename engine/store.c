@@ -234,6 +234,7 @@ enum stmt_id {
     ST_SECRETS_GET,
     ST_CONN_STATUS,
     ST_CONN_ACCOUNT,
+    ST_CONN_SETTINGS,
     ST_CONN_USED,
     ST_USAGE_ADD,
     ST_USAGE_ALL,
@@ -331,6 +332,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_SECRETS_GET] = "SELECT field, sealed FROM connection_secrets WHERE connection_id = ?1 ORDER BY field",
     [ST_CONN_STATUS] = "UPDATE connections SET status = ?2, last_error = ?3 WHERE id = ?1",
     [ST_CONN_ACCOUNT] = "UPDATE connections SET account_label = ?2 WHERE id = ?1",
+    [ST_CONN_SETTINGS] = "UPDATE connections SET settings = ?2 WHERE id = ?1",
     [ST_CONN_USED] = "UPDATE connections SET usage_count = usage_count + 1, last_used_at = ?2 WHERE id = ?1",
     [ST_USAGE_ADD] = "INSERT INTO integration_usage(integration, calls) VALUES (?1, 1)"
                      " ON CONFLICT(integration) DO UPDATE SET calls = calls + 1",
@@ -1078,6 +1080,16 @@ int store_connection_set_status(store *s, const char *id, const char *status, co
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     return rc == SQLITE_DONE ? 0 : db_fail(s, err, "updating the connection");
+}
+
+int store_connection_set_settings(store *s, const char *id, const char *settings, ferr *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_CONN_SETTINGS);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    bind_text_or_null(st, 2, settings);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_fail(s, err, "storing connection settings");
 }
 
 int store_connection_set_account(store *s, const char *id, const char *account_label, ferr *err)

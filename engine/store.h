@@ -137,6 +137,8 @@ typedef int (*store_secret_fn)(void *ud, const char *field, const void *sealed, 
 int store_connection_secrets(store *s, const char *id, store_secret_fn fn, void *ud, ferr *err);
 int store_connection_set_status(store *s, const char *id, const char *status, const char *last_error, ferr *err);
 int store_connection_set_account(store *s, const char *id, const char *account_label, ferr *err);
+/* settings: JSON object text, or NULL for none. */
+int store_connection_set_settings(store *s, const char *id, const char *settings, ferr *err);
 
 /* ---- discovery ---- */
 

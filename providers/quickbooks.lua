@@ -515,6 +515,8 @@ return {
     revoke_url = "https://developer.api.intuit.com/v2/oauth2/tokens/revoke",
     scopes = {"com.intuit.quickbooks.accounting"},
     settings = {"realm_id"},
+    -- Intuit sends the chosen company's id with the browser, as realmId.
+    callback_settings = {realm_id = "realmId"},
     instructions = "Sign in with Intuit and pick the QuickBooks company to connect; ferry keeps the company id " ..
                    "(realmId) as the connection's realm_id. An administrator first creates an app on " ..
                    "developer.intuit.com (Dashboard → Create an app → QuickBooks Online and Payments, scope " ..

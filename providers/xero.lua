@@ -536,11 +536,39 @@ return {
   docs_url = "https://developer.xero.com/documentation/api/accounting/invoices",
   rate_limits = {requests = 60, per = "1m"},
 
+  -- Right after an OAuth sign-in the connection has no tenant yet: Xero's
+  -- connections endpoint (at the API host's root, two levels above the
+  -- accounting base URL) lists the organisations the user allowed; the
+  -- first one becomes the tenant_id setting the engine keeps.
   check = function(ctx)
-    local body, err = xero(ctx, {path = "/Organisation"})
+    local settings, learnt = nil, nil
+    if str((ctx.connection.settings or {}).tenant_id) == nil then
+      local list, lerr = sdk.request(ctx, {path = "../../connections", headers = {Accept = "application/json"}}, API)
+      if not list then return nil, lerr end
+      for _, t in ipairs(type(list) == "table" and list or {}) do
+        local id = str(t.tenantId)
+        if id and id:match(UUID_LUA) and (t.tenantType or "ORGANISATION") == "ORGANISATION" then
+          learnt = id
+          break
+        end
+      end
+      if not learnt then
+        return nil, sdk.errors.invalid_arguments("the Xero sign-in gave access to no organisation", "$")
+      end
+      settings = {tenant_id = learnt}
+    end
+    local req = {path = "/Organisation"}
+    if learnt then req.headers = {["xero-tenant-id"] = learnt} end
+    local body, err
+    if learnt then
+      req.headers.Accept = "application/json"
+      body, err = sdk.request(ctx, req, API)
+    else
+      body, err = xero(ctx, req)
+    end
     if not body then return nil, err end
     local org = data.get(body, "Organisations.1") or {}
-    return {account_label = str(org.Name) or str(org.LegalName)}
+    return {account_label = str(org.Name) or str(org.LegalName), settings = settings}
   end,
 
   tools = {
