@@ -444,3 +444,140 @@ describe("OAuth from the Connected Apps page", function()
     idp.stop()
   end)
 end)
+
+-- What real token endpoints do that oidc-provider does not: expires_in as a
+-- string or missing, form-encoded answers, 5xx. A recording tap with canned
+-- replies plays both the provider's API and its token endpoint.
+describe("OAuth token endpoint quirks", function()
+  local tap, srv, key, dir
+
+  local function provider_file()
+    return ([[
+return {
+  slug = "quirky", name = "Quirky", category = "developer",
+  description = "Test provider: an OAuth API whose token endpoint is canned.",
+  base_url = %q, hosts = {"127.0.0.1"},
+  auth = {type = "oauth2", authorize_url = %q, token_url = %q},
+  data_categories = {"crm"},
+  tools = {
+    ping = {
+      description = "GETs /api/ping.", access = "read",
+      input = {type = "object", properties = {}, additionalProperties = false},
+      run = function(ctx)
+        local resp, err = ctx.http.request{path = "/api/ping"}
+        if not resp then return nil, err end
+        if resp.status == 401 then return nil, {code = "reconnect_required", message = "refused"} end
+        return {status = resp.status}
+      end,
+    },
+  },
+}]]):format(tap.url, tap.url .. "/authorize", tap.url .. "/token")
+  end
+
+  lazy_setup(function()
+    tap = h.start_tap("http://127.0.0.1:9")
+    dir = h.tmpdir()
+    h.write_file(dir .. "/quirky.lua", provider_file())
+    local data = h.tmpdir() .. "/data"
+    local code, _, err = h.ferry({"oauth", "set-client", "quirky", "--client-id", "quirky-client",
+      "--client-secret", "quirky-secret-31", "--data", data, "--providers", dir})
+    assert(code == 0, err)
+    srv = h.start_ferry({data = data, providers = {dir}})
+    key = srv.key("ann", "acme")
+  end)
+  lazy_teardown(function()
+    if srv then srv.stop() end
+    if tap then tap.stop() end
+  end)
+
+  local function import(access, refresh)
+    local status, conn = h.connect(srv, key, {integration = "quirky",
+      credentials = {access_token = access, refresh_token = refresh}})
+    assert(status == 201, h.json.encode(conn))
+    return conn
+  end
+
+  local function expires_at(conn)
+    local v = h.sql(srv.data, "SELECT COALESCE(token_expires_at, 0) FROM connections WHERE id = '" .. conn.id .. "'")
+    return tonumber(v[1][1])
+  end
+
+  it("refreshes once on a 401, retries once, and reads expires_in given as a string", function()
+    local conn = import("old-access-token-1", "refresh-token-one")
+    tap.clear()
+    tap.replies({{status = 401, json = {error = "token expired"}},
+                 {status = 200, json = {access_token = "new-access-token-1", expires_in = "120",
+                                        token_type = "Bearer"}},
+                 {status = 200, json = {pong = true}}})
+    local status, body = h.call_tool(srv, key, "quirky__ping", {}, {connection_id = conn.id})
+    assert.are.equal(200, status, h.json.encode(body))
+    local sent = tap.requests()
+    assert.are.equal(3, #sent)
+    assert.are.equal("Bearer old-access-token-1", sent[1].headers.authorization)
+    assert.are.equal("/token", sent[2].path)
+    assert.are.equal("POST", sent[2].method)
+    local form = h.parse_query(sent[2].body)
+    assert.are.equal("refresh_token", form.grant_type[1])
+    assert.are.equal("refresh-token-one", form.refresh_token[1])
+    assert.are.equal("Basic " .. (require "mime").b64("quirky-client:quirky-secret-31"), sent[2].headers.authorization)
+    assert.are.equal("Bearer new-access-token-1", sent[3].headers.authorization)
+    local left = expires_at(conn) - os.time() * 1000
+    assert.is_true(left > 100000 and left <= 121000, tostring(left))
+    -- The refresh token was not rotated: the old one is kept.
+    tap.replies({{status = 401, json = {}},
+                 {status = 200, json = {access_token = "new-access-token-2", expires_in = 90}},
+                 {status = 200, json = {}}})
+    tap.clear()
+    assert.are.equal(200, (h.call_tool(srv, key, "quirky__ping", {}, {connection_id = conn.id})))
+    assert.are.equal("refresh-token-one", h.parse_query(tap.requests()[2].body).refresh_token[1])
+  end)
+
+  it("accepts a form-encoded answer without expires_in: the token lives until refused", function()
+    local conn = import("old-access-token-2", "refresh-token-two")
+    tap.replies({{status = 401, json = {}},
+                 {status = 200, headers = {["Content-Type"] = "application/x-www-form-urlencoded"},
+                  body = "access_token=form%2Baccess%2Btoken&token_type=bearer&refresh_token=rotated-refresh-2"},
+                 {status = 200, json = {}}})
+    tap.clear()
+    assert.are.equal(200, (h.call_tool(srv, key, "quirky__ping", {}, {connection_id = conn.id})))
+    assert.are.equal("Bearer form+access+token", tap.requests()[3].headers.authorization)
+    assert.are.equal(0, expires_at(conn))
+    -- The rotated refresh token is the one used next.
+    tap.replies({{status = 401, json = {}}, {status = 200, json = {access_token = "x-access-token-3"}},
+                 {status = 200, json = {}}})
+    tap.clear()
+    assert.are.equal(200, (h.call_tool(srv, key, "quirky__ping", {}, {connection_id = conn.id})))
+    assert.are.equal("rotated-refresh-2", h.parse_query(tap.requests()[2].body).refresh_token[1])
+  end)
+
+  it("keeps the connection on a token endpoint failing for a while, and gives up on invalid_grant", function()
+    local conn = import("old-access-token-4", "refresh-token-four")
+    tap.replies({{status = 401, json = {}}, {status = 503, json = {error = "temporarily_unavailable"}}})
+    local status, body = h.call_tool(srv, key, "quirky__ping", {}, {connection_id = conn.id})
+    assert.are.equal("upstream_error", body.error.code, h.json.encode(body))
+    assert.is_true(status >= 500)
+    local _, listing = srv.get("/v1/connections", key)
+    for _, c in ipairs(listing.connections) do
+      if c.id == conn.id then assert.are.equal("active", c.status) end
+    end
+    tap.replies({{status = 401, json = {}},
+                 {status = 400, json = {error = "invalid_grant",
+                                        error_description = "Token has been expired or revoked."}}})
+    status, body = h.call_tool(srv, key, "quirky__ping", {}, {connection_id = conn.id})
+    assert.are.equal(409, status)
+    assert.are.equal("reconnect_required", body.error.code)
+    local log = refresh_log(srv, conn.id)
+    assert.are.same({"error", "failed"}, {log[1][1], log[2][1]})
+    -- Neither the client secret nor any token is in the log or the database's text.
+    local text = h.read_file(srv.log)
+    for _, secret in ipairs({"quirky-secret-31", "refresh-token-four", "old-access-token-4", "new-access-token-1",
+                             "form+access+token", "rotated-refresh-2"}) do
+      assert.is_nil(text:find(secret, 1, true), secret)
+    end
+    local code, strings = h.run({"sh", "-c", 'cat "$0"/ferry.db* | strings', srv.data})
+    assert.are.equal(0, code)
+    for _, secret in ipairs({"quirky-secret-31", "refresh-token-four", "new-access-token-1", "rotated-refresh-2"}) do
+      assert.is_nil(strings:find(secret, 1, true), secret)
+    end
+  end)
+end)
