@@ -49,7 +49,7 @@ int jsonrpc_parse(const char *text, size_t len, jsonrpc_msg *out, jsonrpc_error 
     memset(out, 0, sizeof *out);
     memset(err, 0, sizeof *err);
     json_error_t jerr;
-    json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!doc)
         return fail(err, JSONRPC_PARSE_ERROR, "not valid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
                     jerr.column);
