@@ -128,8 +128,8 @@ describe("ferry's MCP server", function()
 
     it("calls a tool: its JSON result as text and as structuredContent", function()
       for _, case in ipairs({{"v1", "legacy"}, {"v2", "auto"}}) do
-        local r = sdk_client(srv, admin, case[1], case[2], {{op = "call", name = "sample__get", arguments = {path = "/json",
-          query = {n = 3}}}})
+        local r = sdk_client(srv, admin, case[1], case[2], {{op = "call", name = "sample__get",
+          arguments = {path = "/json", query = {n = 3}}}})
         local result = r.steps[1]
         assert.is_false(result.isError)
         assert.are.equal(3, #result.structuredContent.items)
@@ -197,7 +197,8 @@ describe("ferry's MCP server", function()
     end)
 
     it("audits each call made over MCP under the caller and the HTTP request id", function()
-      local r = sdk_client(srv, member, "v1", "legacy", {{op = "call", name = "sample__echo", arguments = {text = "a"}}})
+      local r = sdk_client(srv, member, "v1", "legacy",
+        {{op = "call", name = "sample__echo", arguments = {text = "a"}}})
       local request_id = r.steps[1].structuredContent.request_id
       assert.is_string(request_id)
       h.sleep(0.3)   -- audit rows are written in batches within 100 ms
@@ -214,8 +215,9 @@ describe("ferry's MCP server", function()
     it("answers a quick request while a slow tool call waits for its upstream", function()
       local body = json.encode({jsonrpc = "2.0", id = 1, method = "tools/call",
         params = {name = "sample__get", arguments = {path = "/delay", query = {ms = 1500}}}})
-      local slow = h.spawn({"curl", "-s", "-H", "Authorization: Bearer " .. admin, "-H", "Content-Type: application/json",
-        "-H", "MCP-Protocol-Version: " .. LEGACY, "-d", body, srv.url .. "/mcp"})
+      local slow = h.spawn({"curl", "-s", "-H", "Authorization: Bearer " .. admin,
+        "-H", "Content-Type: application/json", "-H", "MCP-Protocol-Version: " .. LEGACY,
+        "-d", body, srv.url .. "/mcp"})
       h.sleep(0.2)
       local status, pong = legacy(srv, admin, "ping", nil, 2)
       assert.are.equal(200, status)
@@ -355,7 +357,8 @@ describe("ferry's MCP server", function()
         assert.are.equal(200, status)
         assert.are.equal(-32602, body.error.code, json.encode(case))
       end
-      local status, body = post(srv, admin, {jsonrpc = "2.0", id = 1, method = "initialize", params = {capabilities = {}}})
+      local status, body = post(srv, admin,
+        {jsonrpc = "2.0", id = 1, method = "initialize", params = {capabilities = {}}})
       assert.are.equal(200, status)
       assert.are.equal(-32602, body.error.code)
     end)
@@ -368,11 +371,13 @@ describe("ferry's MCP server", function()
       assert.are.equal(200, status)
       assert.are.equal(-32602, body.error.code)
       status, body = modern(srv, admin, "tools/call", {name = "regional__misplaced", arguments = {}})
+      assert.are.equal(200, status)
       assert.are.equal(-32602, body.error.code, "a tool not offered over MCP cannot be called over MCP")
     end)
 
     it("reports wrong arguments as a tool error the model can fix (isError), not a protocol error", function()
-      local status, body = modern(srv, admin, "tools/call", {name = "sample__echo", arguments = {text = "x", times = 9}})
+      local status, body = modern(srv, admin, "tools/call",
+        {name = "sample__echo", arguments = {text = "x", times = 9}})
       assert.are.equal(200, status)
       assert.is_true(body.result.isError)
       assert.are.equal("complete", body.result.resultType)
@@ -386,14 +391,16 @@ describe("ferry's MCP server", function()
       assert.is_table(body.error)
       local forged = "fry_0123456789abcdef0123456789abcdef_secretsecretsecret"
       local raw
-      status, body, headers, raw = legacy(srv, forged, "tools/list")
+      local _
+      status, body, _, raw = legacy(srv, forged, "tools/list")
       assert.are.equal(401, status)
       assert.are.equal("unauthorized", body.error.data.code)
       assert.is_nil(raw:find("secretsecret", 1, true))
     end)
 
     it("refuses a foreign Origin with 403 and accepts its own and allowed ones", function()
-      local allowed = h.start_ferry({providers = providers, args = {"--mcp-allowed-origin", "https://Agent.Example:443"}})
+      local allowed = h.start_ferry({providers = providers,
+                                     args = {"--mcp-allowed-origin", "https://Agent.Example:443"}})
       local key = allowed.key("ada", "books", "admin")
       local function with_origin(origin, method)
         if method then
@@ -402,7 +409,8 @@ describe("ferry's MCP server", function()
         return post(allowed, key, {jsonrpc = "2.0", id = 1, method = "ping"},
           {["mcp-protocol-version"] = LEGACY, origin = origin})
       end
-      for _, origin in ipairs({"http://evil.example.com", "null", "http://127.0.0.1:1", "https://agent.example:8443"}) do
+      local foreign = {"http://evil.example.com", "null", "http://127.0.0.1:1", "https://agent.example:8443"}
+      for _, origin in ipairs(foreign) do
         local status, body = with_origin(origin)
         assert.are.equal(403, status, origin)
         assert.are.equal("forbidden", body.error.data.code)
@@ -417,7 +425,8 @@ describe("ferry's MCP server", function()
 
     it("answers GET and DELETE with 405 (no stream, no sessions) and other media types with 406 and 415", function()
       for _, method in ipairs({"GET", "DELETE"}) do
-        local status, _, headers = h.request(method, srv.url .. "/mcp", {headers = {authorization = "Bearer " .. admin}})
+        local status, _, headers = h.request(method, srv.url .. "/mcp",
+          {headers = {authorization = "Bearer " .. admin}})
         assert.are.equal(405, status, method)
         assert.are.equal("POST", headers.allow)
       end
@@ -501,7 +510,8 @@ describe("ferry's MCP server", function()
         end
       end
       -- clientInfo is optional
-      local status = modern(srv, admin, "server/discover", {_meta = meta({["io.modelcontextprotocol/clientInfo"] = false})})
+      local status = modern(srv, admin, "server/discover",
+        {_meta = meta({["io.modelcontextprotocol/clientInfo"] = false})})
       assert.are.equal(200, status)
     end)
 
@@ -550,7 +560,8 @@ describe("ferry's MCP server", function()
         {["mcp-param-count"] = "3.0"},                 -- integers compare as numbers
       }
       for i, overrides in ipairs(accepted) do
-        local status, body = modern(srv, admin, "tools/call", {name = "regional__where", arguments = args}, with(overrides))
+        local status, body = modern(srv, admin, "tools/call", {name = "regional__where", arguments = args},
+          with(overrides))
         assert.are.equal(200, status, "accepted case " .. i .. ": " .. json.encode(body))
         assert.are.equal("Hello", body.result.structuredContent.region)
       end
