@@ -44,7 +44,8 @@ struct mcp_server {
     char **origins;            /* normalized: "http://127.0.0.1:8700" */
     size_t norigins;
     size_t page_size;
-    char *server_info;         /* {"name":"ferry","version":...} */
+    json_t *server_info;       /* {"name":"ferry","title":"ferry","version":...}, shared by answers */
+    char *server_info_text;    /* the same, serialized */
 };
 
 /* ---- origins ---- */
@@ -214,8 +215,9 @@ mcp_server *mcp_server_new(const agent_deps *deps, const mcp_server_config *cfg,
         }
         add_origin(m, *o);
     }
-    m->server_info = dump(json_pack("{s:s, s:s, s:s}", "name", "ferry", "title", "ferry", "version", FERRY_VERSION));
-    if (build_catalogue(m, deps->providers) < 0 || !m->server_info) {
+    m->server_info = json_pack("{s:s, s:s, s:s}", "name", "ferry", "title", "ferry", "version", FERRY_VERSION);
+    m->server_info_text = m->server_info ? json_dumps(m->server_info, JSON_TEXT) : NULL;
+    if (build_catalogue(m, deps->providers) < 0 || !m->server_info_text) {
         ferr_set(err, FERR_INTERNAL, "out of memory");
         mcp_server_free(m);
         return NULL;
@@ -237,7 +239,8 @@ void mcp_server_free(mcp_server *m)
     for (size_t i = 0; i < m->norigins; i++)
         free(m->origins[i]);
     free(m->origins);
-    free(m->server_info);
+    json_decref(m->server_info);
+    free(m->server_info_text);
     free(m);
 }
 
@@ -302,7 +305,7 @@ static void reply_result(rpc *c, json_t *result)
     if (c->modern) {
         json_object_set_new(result, "resultType", json_string("complete"));
         json_t *meta = json_object();
-        json_object_set_new(meta, MCP_META_SERVER_INFO, json_loads(c->m->server_info, 0, NULL));
+        json_object_set(meta, MCP_META_SERVER_INFO, c->m->server_info);
         json_object_set_new(result, "_meta", meta);
     }
     reply_message(c->r, 200, jsonrpc_result(c->id, result));
@@ -315,7 +318,7 @@ static void open_result(rpc *c, struct evbuffer *buf)
     evbuffer_add_printf(buf, "{\"id\":%s,\"jsonrpc\":\"2.0\",\"result\":{", id ? id : "null");
     free(id);
     if (c->modern)
-        evbuffer_add_printf(buf, "\"_meta\":{\"" MCP_META_SERVER_INFO "\":%s},", c->m->server_info);
+        evbuffer_add_printf(buf, "\"_meta\":{\"" MCP_META_SERVER_INFO "\":%s},", c->m->server_info_text);
 }
 
 static void close_result(rpc *c, struct evbuffer *buf)
@@ -345,9 +348,8 @@ static void do_initialize(rpc *c, json_t *params)
     }
     /* The only handshake revision served: the client's if it asked for it,
      * else ours, which it may accept or not. */
-    json_t *result = json_pack("{s:s, s:{s:{}}, s:o, s:s}", "protocolVersion", MCP_VERSION_LEGACY, "capabilities",
-                               "tools", "serverInfo", json_loads(c->m->server_info, 0, NULL), "instructions",
-                               instructions);
+    json_t *result = json_pack("{s:s, s:{s:{}}, s:O, s:s}", "protocolVersion", MCP_VERSION_LEGACY, "capabilities",
+                               "tools", "serverInfo", c->m->server_info, "instructions", instructions);
     reply_result(c, result);
 }
 
@@ -469,10 +471,20 @@ static void reply_tool_result(rpc *c, const char *text, size_t text_len, const c
     json_decref(t);
     struct evbuffer *buf = evbuffer_new();
     open_result(c, buf);
-    evbuffer_add_printf(buf, "\"content\":[{\"text\":%s,\"type\":\"text\"}],\"isError\":%s",
-                        text_json ? text_json : "\"\"", is_error ? "true" : "false");
-    if (structured)
-        evbuffer_add_printf(buf, ",\"structuredContent\":%s", structured);
+    /* Results can be megabytes: appended as they are, not through printf. */
+    static const char open_text[] = "\"content\":[{\"text\":", close_text[] = ",\"type\":\"text\"}],\"isError\":",
+                      structured_key[] = ",\"structuredContent\":";
+    evbuffer_add(buf, open_text, sizeof open_text - 1);
+    if (text_json)
+        evbuffer_add(buf, text_json, strlen(text_json));
+    else
+        evbuffer_add(buf, "\"\"", 2);
+    evbuffer_add(buf, close_text, sizeof close_text - 1);
+    evbuffer_add_printf(buf, "%s", is_error ? "true" : "false");
+    if (structured) {
+        evbuffer_add(buf, structured_key, sizeof structured_key - 1);
+        evbuffer_add(buf, structured, strlen(structured));
+    }
     close_result(c, buf);
     free(text_json);
     send_buffer(c->r, buf);
