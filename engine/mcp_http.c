@@ -9,6 +9,8 @@
 #include <openssl/evp.h>
 
 #define MAX_DEPTH 32
+/* Header names have to end somewhere; Mcp-Param-{name} stays well under 128. */
+#define MAX_NAME 100
 
 /* ---- header values ---- */
 
@@ -107,8 +109,8 @@ static int is_token(const char *s)
 static void declare(reader *rd, const json_t *node, const json_t *value)
 {
     const char *where = rd->depth ? rd->path[rd->depth - 1] : "(root)";
-    if (!json_is_string(value) || !is_token(json_string_value(value))) {
-        problem(rd, "x-mcp-header on '%s' must be a non-empty HTTP token", where);
+    if (!json_is_string(value) || !is_token(json_string_value(value)) || json_string_length(value) > MAX_NAME) {
+        problem(rd, "x-mcp-header on '%s' must be a non-empty HTTP token (at most 100 characters)", where);
         return;
     }
     const char *name = json_string_value(value);

@@ -647,7 +647,7 @@ static int check_mirrored_headers(rpc *c, const jsonrpc_msg *msg)
     json_t *args = json_object_get(msg->params, "arguments");
     for (size_t i = 0; mt && i < mt->nparams; i++) {
         const mcp_param_header *p = &mt->params[i];
-        char header[160];
+        char header[128];   /* names are at most 100 characters (mcp_http) */
         snprintf(header, sizeof header, "Mcp-Param-%s", p->name);
         const char *raw = hreq_header(r, header);
         json_t *arg = mcp_param_value(p, args);
