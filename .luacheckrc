@@ -13,6 +13,7 @@ local sandbox_globals = {
 files["providers"] = {std = "min", read_globals = sandbox_globals}
 files["scripts"] = {std = "min", read_globals = sandbox_globals}
 files["tests/providers"] = {std = "min", read_globals = sandbox_globals}
+files["tests/providers-mcp"] = {std = "min", read_globals = sandbox_globals}
 -- The escape attempts reach for what the sandbox does not have, on purpose.
 files["tests/providers/escape.lua"] = {std = "min", read_globals = sandbox_globals, allow_defined_top = true,
   ignore = {"113", "143"}}

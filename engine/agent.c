@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "connections.h"
+#include "discovery.h"
 #include "schema.h"
 
 typedef struct pending_call {
@@ -25,6 +26,24 @@ int agent_may_use(const agent_deps *d, const principal *who, const provider *p, 
     int ok = policy_may_use(d->policy, who, p, t, &e) == 0;
     ferr_clear(&e);
     return ok;
+}
+
+int agent_each_tool(const agent_deps *d, const principal *who, agent_tool_fn fn, void *arg, ferr *err)
+{
+    json_t *conns = discovery_connections(d->db, d->providers, who, err);
+    if (!conns)
+        return -1;
+    for (size_t i = 0; i < providers_count(d->providers); i++) {
+        provider *p = providers_at(d->providers, i);
+        if (!discovery_usable(p, conns))
+            continue;
+        json_t *pick = discovery_pick(json_object_get(conns, p->slug), who);
+        for (size_t k = 0; k < p->ntools; k++)
+            if (agent_may_use(d, who, p, &p->tools[k]))
+                fn(arg, &p->tools[k], pick);   /* data the caller may not see is not offered */
+    }
+    json_decref(conns);
+    return 0;
 }
 
 int agent_call(const agent_deps *d, const principal *who, const char *name, json_t *arguments,

@@ -1,4 +1,4 @@
-/* agent — a tool call an agent asks for (over HTTP, later MCP), through
+/* agent — a tool call an agent asks for (over HTTP or MCP), through
  * every rule: the tool exists, the caller may use its data categories, the
  * caller and their team are within their rate limits, and a write waits for
  * a person's approval unless the team allow-listed that tool. What passes
@@ -35,5 +35,13 @@ int agent_call(const agent_deps *d, const principal *who, const char *tool, json
 
 /* Whether `who` may see and call the tools of `p` (its categories). */
 int agent_may_use(const agent_deps *d, const principal *who, const provider *p, const provider_tool *t);
+
+/* The tools `who` may call now, for every way an agent lists them (GET
+ * /v1/tools, MCP tools/list), in one order: the tools of integrations that
+ * need no credential or have an active connection `who` can use, minus
+ * those touching data `who` may not see. `connection` is the connection a
+ * call would use (its JSON, borrowed), or NULL. */
+typedef void (*agent_tool_fn)(void *arg, provider_tool *t, json_t *connection);
+int agent_each_tool(const agent_deps *d, const principal *who, agent_tool_fn fn, void *arg, ferr *err);
 
 #endif

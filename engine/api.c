@@ -31,45 +31,45 @@ static void get_metrics(hreq *r, void *arg)
 /* Tools the caller may call now: those of integrations that need no
  * credential or have a connection the caller can use. ?suggest=1 adds the
  * integrations worth connecting. */
+static void add_tool(void *arg, provider_tool *t, json_t *connection)
+{
+    json_t *item = json_pack("{s:s, s:s, s:O, s:s, s:s, s:O}", "name", t->full_name, "description", t->description,
+                             "input_schema", t->input, "access", t->is_write ? "write" : "read", "integration",
+                             t->p->slug, "connection_id",
+                             connection ? json_object_get(connection, "id") : json_null());
+    if (t->output)
+        json_object_set(item, "output_schema", t->output);
+    json_array_append_new(arg, item);
+}
+
 static void get_tools(hreq *r, void *arg)
 {
     app *a = arg;
     const principal *who = hreq_principal(r);
     ferr e = {0};
-    json_t *conns = discovery_connections(a->db, a->providers, who, &e);
-    if (!conns) {
+    json_t *tools = json_array();
+    if (agent_each_tool(&a->agent, who, add_tool, tools, &e) < 0) {
+        json_decref(tools);
         hreq_reply_error(r, &e);
         ferr_clear(&e);
         return;
     }
-    json_t *tools = json_array();
-    for (size_t i = 0; i < providers_count(a->providers); i++) {
-        provider *p = providers_at(a->providers, i);
-        if (!discovery_usable(p, conns))
-            continue;
-        json_t *pick = discovery_pick(json_object_get(conns, p->slug), who);
-        for (size_t k = 0; k < p->ntools; k++) {
-            provider_tool *t = &p->tools[k];
-            if (!agent_may_use(&a->agent, who, p, t))
-                continue;   /* data the caller may not see: not offered */
-            json_t *item = json_pack("{s:s, s:s, s:O, s:s, s:s, s:O}", "name", t->full_name, "description",
-                                     t->description, "input_schema", t->input, "access",
-                                     t->is_write ? "write" : "read", "integration", p->slug, "connection_id",
-                                     pick ? json_object_get(pick, "id") : json_null());
-            if (t->output)
-                json_object_set(item, "output_schema", t->output);
-            json_array_append_new(tools, item);
-        }
-    }
     json_t *body = json_pack("{s:o}", "tools", tools);
     const char *suggest = hreq_query(r, "suggest");
     if (suggest && (strcmp(suggest, "1") == 0 || strcmp(suggest, "true") == 0)) {
+        json_t *conns = discovery_connections(a->db, a->providers, who, &e);
+        if (!conns) {
+            json_decref(body);
+            hreq_reply_error(r, &e);
+            ferr_clear(&e);
+            return;
+        }
         json_t *pop = discovery_popularity(a->db);
         json_object_set_new(body, "suggestions",
                             discovery_suggestions(a->db, a->providers, who, conns, pop, (size_t)-1));
         json_decref(pop);
+        json_decref(conns);
     }
-    json_decref(conns);
     hreq_reply_json(r, 200, body);
 }
 

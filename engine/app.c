@@ -180,6 +180,13 @@ int app_serve(app *a, ferr *err)
     api_context_register(a->server);
     api_governance_register(a->server);
     api_oauth_register(a->server);
+    mcp_server_config mc = {.allowed_origins = a->cfg.mcp_allowed_origins,
+                            .listen_address = hserver_address(a->server), .public_url = a->cfg.public_url,
+                            .page_size = a->cfg.mcp_page_size};
+    a->mcp = mcp_server_new(&a->agent, &mc, err);
+    if (!a->mcp)
+        return -1;
+    mcp_server_register(a->server);
     if (!a->cfg.public_url) {
         char url[300];
         snprintf(url, sizeof url, "http://%s", hserver_address(a->server));
@@ -242,6 +249,8 @@ void app_close(app *a)
     /* Then sign-ins still exchanging their code: they answer too. */
     oauth_free(a->oauth);
     hserver_free(a->server);
+    /* After the calls and requests it answers. */
+    mcp_server_free(a->mcp);
     approvals_free(a->approvals);
     audit_free(a->audit);
     policy_free(a->policy);

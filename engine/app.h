@@ -13,6 +13,7 @@
 #include "calls.h"
 #include "hclient.h"
 #include "hserver.h"
+#include "mcp_server.h"
 #include "oauth.h"
 #include "policy.h"
 #include "providers.h"
@@ -38,6 +39,8 @@ typedef struct app_config {
     const char *public_url;            /* where browsers reach ferry (OAuth redirects); NULL: http://<listen> */
     int oauth_refresh_margin_s;        /* 0 → 300 */
     int oauth_refresh_interval_s;      /* 0 → 60; negative: no refresh timer (CLI) */
+    const char **mcp_allowed_origins;  /* Origins /mcp accepts besides ferry's own; NULL-terminated, may be NULL */
+    size_t mcp_page_size;              /* tools per MCP tools/list page; 0 → 100 */
 } app_config;
 
 typedef struct app {
@@ -56,6 +59,7 @@ typedef struct app {
     approvals *approvals;
     agent_deps agent;
     hserver *server;                   /* only when serving */
+    mcp_server *mcp;                   /* only when serving */
     struct event *sigint, *sigterm, *drain_timer;
     int draining;
     int aborted;                       /* the drain timed out */

@@ -82,8 +82,10 @@ static const char *reason(int status)
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
     case 409: return "Conflict";
     case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
     case 429: return "Too Many Requests";
     case 500: return "Internal Server Error";
     case 502: return "Bad Gateway";
@@ -121,6 +123,23 @@ const char *hreq_path(const hreq *r) { return r->path; }
 const char *hreq_request_id(const hreq *r) { return r->request_id; }
 const principal *hreq_principal(const hreq *r) { return r->has_who ? &r->who : NULL; }
 json_t *hreq_json(const hreq *r) { return r->json; }
+
+const char *hreq_body(hreq *r, size_t *len)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
+    *len = evbuffer_get_length(in);
+    return *len ? (const char *)evbuffer_pullup(in, -1) : "";
+}
+
+size_t hreq_max_body(const hreq *r) { return r->hs->cfg.max_body; }
+
+int hreq_authenticate(hreq *r, ferr *err)
+{
+    if (keys_authenticate(r->hs->db, hreq_header(r, "Authorization"), &r->who, err) < 0)
+        return -1;
+    r->has_who = 1;
+    return 0;
+}
 
 const char *hreq_param(const hreq *r, const char *name)
 {
@@ -407,10 +426,14 @@ static void on_request(struct evhttp_request *req, void *arg)
     }
     route *found = NULL;
     int path_matched = 0;
+    char allow[64] = "";
     for (size_t i = 0; i < hs->nroutes && !found; i++) {
         if (!match(hs->routes[i].pattern, r->path, r))
             continue;
         path_matched = 1;
+        /* RFC 9110: a 405 lists the methods the resource does allow. */
+        size_t used = strlen(allow);
+        snprintf(allow + used, sizeof allow - used, "%s%s", used ? ", " : "", hs->routes[i].method);
         if (strcmp(hs->routes[i].method, r->method) == 0) {
             found = &hs->routes[i];
             break;
@@ -420,8 +443,10 @@ static void on_request(struct evhttp_request *req, void *arg)
         r->nparams = 0;
     }
     if (!found) {
-        if (path_matched)
+        if (path_matched) {
+            hreq_add_header(r, "Allow", allow);
             reply_code(r, FERR_BAD_REQUEST, 405, "method not allowed on this route");
+        }
         else
             reply_code(r, FERR_NOT_FOUND, 0, "no such route");
         return;
@@ -431,7 +456,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         reply_code(r, FERR_FORBIDDEN, 0, "this route answers loopback clients only");
         return;
     }
-    if (parse_body(r, (found->flags & ROUTE_JSON) != 0) < 0)
+    if (!(found->flags & ROUTE_RAW_BODY) && parse_body(r, (found->flags & ROUTE_JSON) != 0) < 0)
         return;
     if (found->flags & ROUTE_AUTH) {
         ferr e = {0};

@@ -33,6 +33,9 @@ enum {
     ROUTE_AUTH = 1,              /* needs a valid API key */
     ROUTE_JSON = 2,              /* body must be JSON (empty → {}) */
     ROUTE_LOOPBACK = 4,          /* loopback peers only (unless metrics_public) */
+    ROUTE_RAW_BODY = 8,          /* the handler reads the body itself (hreq_body) and answers
+                                    every error in its own protocol's shape: no size check,
+                                    no JSON parsing, no authentication here */
 };
 
 hserver *hserver_new(struct event_base *base, store *db, const hserver_config *cfg, void *app, ferr *err);
@@ -60,6 +63,13 @@ const char *hreq_header(const hreq *r, const char *name);
 const char *hreq_request_id(const hreq *r);
 const principal *hreq_principal(const hreq *r);               /* with ROUTE_AUTH */
 json_t *hreq_json(const hreq *r);                             /* with ROUTE_JSON; borrowed */
+/* The raw body (borrowed, not NUL-terminated) and its length. */
+const char *hreq_body(hreq *r, size_t *len);
+/* The server's body size limit (what ROUTE_RAW_BODY handlers enforce). */
+size_t hreq_max_body(const hreq *r);
+/* Resolves the Authorization header to a principal (then hreq_principal
+ * returns it): what ROUTE_AUTH does, for ROUTE_RAW_BODY handlers. */
+int hreq_authenticate(hreq *r, ferr *err);
 
 /* Answers and frees the request. `body` is stolen. */
 void hreq_reply_json(hreq *r, int status, json_t *body);

@@ -55,7 +55,7 @@ enum {
     OPT_CPU, OPT_MEMORY, OPT_DRAIN, OPT_MAX_IN_FLIGHT, OPT_CA_FILE, OPT_METRICS_PUBLIC, OPT_USER, OPT_TEAM,
     OPT_ROLE, OPT_CONNECTION, OPT_HELP, OPT_USER_RATE, OPT_USER_BURST, OPT_TEAM_RATE, OPT_TEAM_BURST, OPT_APPROVAL_TTL,
     OPT_BUSY_TIMEOUT, OPT_PUBLIC_URL, OPT_REFRESH_MARGIN, OPT_REFRESH_INTERVAL, OPT_CLIENT_ID, OPT_CLIENT_SECRET,
-    OPT_AUTHORIZE_URL, OPT_TOKEN_URL, OPT_REVOKE_URL
+    OPT_AUTHORIZE_URL, OPT_TOKEN_URL, OPT_REVOKE_URL, OPT_MCP_ORIGIN, OPT_MCP_PAGE_SIZE
 };
 
 #define COMMON_OPTIONS                                                                               \
@@ -153,7 +153,10 @@ static const char serve_help[] =
     "                          URL/oauth/callback (default http://<listen address>)\n"
     "  --oauth-refresh-margin-seconds N   refresh OAuth tokens this long before they\n"
     "                          expire (default 300; at most half a token's life)\n"
-    "  --oauth-refresh-interval-seconds N how often expiring tokens are looked for (default 60)\n";
+    "  --oauth-refresh-interval-seconds N how often expiring tokens are looked for (default 60)\n"
+    "  --mcp-allowed-origin ORIGIN  also accept this browser Origin (scheme://host[:port]) on\n"
+    "                          /mcp (repeatable; ferry's own origins are always accepted)\n"
+    "  --mcp-page-size N       tools per MCP tools/list page (default 100)\n";
 
 static int cmd_serve(int argc, char **argv)
 {
@@ -173,8 +176,11 @@ static int cmd_serve(int argc, char **argv)
         {"public-url", required_argument, 0, OPT_PUBLIC_URL},
         {"oauth-refresh-margin-seconds", required_argument, 0, OPT_REFRESH_MARGIN},
         {"oauth-refresh-interval-seconds", required_argument, 0, OPT_REFRESH_INTERVAL},
+        {"mcp-allowed-origin", required_argument, 0, OPT_MCP_ORIGIN},
+        {"mcp-page-size", required_argument, 0, OPT_MCP_PAGE_SIZE},
         {0, 0, 0, 0}};
     common c = {0};
+    list origins = {0};
     int opt;
     long v;
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -246,10 +252,20 @@ static int cmd_serve(int argc, char **argv)
             else
                 c.cfg.oauth_refresh_interval_s = (int)v;
             break;
+        case OPT_MCP_ORIGIN:
+            if (list_add(&origins, optarg) < 0)
+                return EXIT_USAGE;
+            break;
+        case OPT_MCP_PAGE_SIZE:
+            if ((v = parse_positive(optarg, "--mcp-page-size")) < 0)
+                return EXIT_USAGE;
+            c.cfg.mcp_page_size = (size_t)v;
+            break;
         case OPT_HELP: printf("%s%s", serve_help, common_help); return 0;
         default: fprintf(stderr, "%s", serve_help); return EXIT_USAGE;
         }
     }
+    c.cfg.mcp_allowed_origins = origins.n ? origins.items : NULL;
     if (optind < argc) {
         fprintf(stderr, "ferry serve: unexpected argument '%s'\n%s", argv[optind], serve_help);
         return EXIT_USAGE;

@@ -39,3 +39,11 @@ if(LUACHECK)
     WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
   set_tests_properties(lint.luacheck PROPERTIES LABELS lint)
 endif()
+
+# The official MCP conformance suite against ferry's /mcp, both revisions
+# (tests/peers/conformance/run; a few seconds). Skipped (exit 77) until
+# tests/peers/conformance/install has put it and Node 22 in place.
+add_test(NAME conformance.mcp COMMAND ${PROJECT_SOURCE_DIR}/tests/peers/conformance/run
+  WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(conformance.mcp PROPERTIES LABELS conformance TIMEOUT 300 SKIP_RETURN_CODE 77
+  ENVIRONMENT "FERRY_BIN=$<TARGET_FILE:ferry>")
