@@ -430,9 +430,9 @@ local function record_fields(m, c, team_url)
   }
 end
 
--- The channels the app is a member of, sorted by id: {{id, name}, ...}.
+-- The channels the app is a member of, sorted by id, each once: {{id, name}, ...}.
 local function member_channels(ctx)
-  local out = {}
+  local out, seen = {}, {}
   for page, err in paginate.cursor{
     items = "channels", next = "response_metadata.next_cursor", max_pages = 50,
     fetch = function(cursor)
@@ -444,7 +444,10 @@ local function member_channels(ctx)
     if not page then return nil, err end
     for _, c in ipairs(page.items) do
       local id = str(data.get(c, "id"))
-      if id and data.get(c, "is_member") == true then out[#out + 1] = {id = id, name = str(data.get(c, "name"))} end
+      if id and not seen[id] and data.get(c, "is_member") == true then
+        seen[id] = true
+        out[#out + 1] = {id = id, name = str(data.get(c, "name"))}
+      end
     end
   end
   table.sort(out, function(a, b) return a.id < b.id end)
@@ -738,7 +741,7 @@ return {
                     "mentions. Returns the new message's ts.",
       summary = "Post to Slack channel {channel}: {text}",
       access = "write",
-      input = s.object{
+      input = s.object({
         channel = channel_id,
         text = s.string{"The message (at most 40000 characters; Slack advises under 4000).", required = true,
                         minLength = 1, maxLength = 40000},
@@ -747,7 +750,7 @@ return {
         unfurl_links = s.boolean "Show previews of linked pages.",
         unfurl_media = s.boolean "Show previews of linked media.",
         mrkdwn = s.boolean "Read Slack markup in text (default true).",
-      },
+      }, {anyOf = {{["not"] = {required = {"reply_broadcast"}}}, {required = {"thread_ts"}}}}),
       run = post_message,
     },
   },
