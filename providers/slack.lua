@@ -638,6 +638,8 @@ return {
     token_url = "https://slack.com/api/oauth.v2.access",
     -- bot token scopes; search.messages needs a user token (search:read), see search_messages
     scopes = {"channels:read", "groups:read", "channels:history", "groups:history", "chat:write"},
+    scope_separator = ",",   -- Slack's authorize URL takes a comma-separated list
+    -- no revoke_url: Slack's auth.revoke is called with the token itself, not RFC 7009's form
     instructions = "Install ferry's Slack app in your workspace; ferry keeps its bot token (xoxb-...). Invite the " ..
                    "app to the channels it should read (/invite @app): a bot reads only channels it is a member " ..
                    "of. An administrator first creates a Slack app (api.slack.com/apps → Create New App; OAuth & " ..

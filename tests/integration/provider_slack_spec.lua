@@ -19,9 +19,11 @@
 -- engine yet) runs in-process through ferry.testing against the same Prism,
 -- so its requests are validated too (its logic: tests/lua/slack_sync_spec.lua).
 local h = require "helper"
+local mime = require "mime"
 
 local SLUG = "slack"
 local TOKEN = "xoxb-1234-5678-test9b2c"
+local SECRET = "slack-client-secret-5e1f"
 
 local function page(channels, next_cursor)
   return {status = 200, json = {ok = true, channels = channels,
@@ -475,12 +477,121 @@ describe("provider slack", function()
                      "/conversations.history C061EG9T2", "/conversations.history C061EG9T2"}, paths)
   end)
 
-  it("never lets the token out: not in answers, logs or the audit trail", function()
+  describe("OAuth with Slack's token endpoint", function()
+    local bob, ann
+
+    -- Starts a sign-in as `who`; the state from the authorize URL.
+    local function start(who)
+      local status, body = srv.get("/oauth/slack/start?format=json", who)
+      assert.are.equal(200, status, h.json.encode(body))
+      return h.parse_query(body.authorize_url:match("%?(.*)$")), body
+    end
+
+    local function callback(state, code)
+      local status, text = h.request("GET", srv.url .. "/oauth/callback?state=" .. state .. "&code=" .. code,
+                                     {headers = {accept = "application/json"}})
+      return status, h.decode(text), text
+    end
+
+    setup(function()
+      bob = srv.key("bob", "acme")
+      ann = srv.key("ann", "acme")
+      -- The operator's client (a team admin's token URL could not be a loopback address), secret on stdin.
+      local code, _, err = h.run({"sh", "-c", 'printf "%s\\n" "$1" | "$0" oauth set-client slack' ..
+                                  ' --client-id 1111.2222 --client-secret - --token-url "$2" --data "$3"',
+                                  h.bin, SECRET, tap.url .. "/oauth.v2.access", srv.data})
+      assert.are.equal(0, code, err)
+    end)
+
+    it("sends the browser to Slack's authorize URL with the bot scopes comma-separated", function()
+      local q, body = start(bob)
+      assert.is_truthy(body.authorize_url:find("https://slack.com/oauth/v2/authorize?", 1, true))
+      assert.are.equal("channels:read,groups:read,channels:history,groups:history,chat:write", q.scope[1])
+      assert.are.equal("1111.2222", q.client_id[1])
+      assert.are.equal("code", q.response_type[1])
+      assert.are.equal("S256", q.code_challenge_method[1])
+    end)
+
+    it("takes oauth.v2.access's answer (bot token, authed_user) and connects after auth.test", function()
+      local q = start(bob)
+      tap.replies({{status = 200, json = {
+        ok = true, access_token = "xoxb-17653672481-19874698323-oauth", token_type = "bot",
+        scope = "channels:read,groups:read,channels:history,groups:history,chat:write",
+        bot_user_id = "U0KRQLJ9H", app_id = "A0KRD7HC3", team = {name = "Slack Softball Team", id = "T9TK3CUKW"},
+        enterprise = h.json.null, is_enterprise_install = false, authed_user = {id = "U1234"}}}})
+      local status, made, text = callback(q.state[1], "4724469134.4644010092847.ae5a")
+      assert.are.equal(201, status, text)
+      assert.are.equal("active", made.status)
+      assert.are.equal("Subarachnoid Workspace (grace)", made.account_label)
+      assert.is_nil(text:find("xoxb-", 1, true))
+      local sent = tap.requests()
+      assert.are.equal(2, #sent)
+      assert.are.equal("POST", sent[1].method)
+      assert.are.equal("/oauth.v2.access", sent[1].path)
+      assert.are.equal("Basic " .. (mime.b64("1111.2222:" .. SECRET)), sent[1].headers.authorization)
+      local form = h.parse_query(sent[1].body)
+      assert.are.equal("authorization_code", form.grant_type[1])
+      assert.are.equal("4724469134.4644010092847.ae5a", form.code[1])
+      assert.is_string(form.code_verifier[1])
+      assert.is_nil(form.client_secret)
+      assert.are.equal("/auth.test", sent[2].path)
+      assert.are.equal("Bearer xoxb-17653672481-19874698323-oauth", sent[2].headers.authorization)
+
+      tap.clear()
+      status = h.call_tool(srv, bob, "slack__list_channels", {limit = 1}, {connection_id = made.id})
+      assert.are.equal(200, status)
+      assert.are.equal("Bearer xoxb-17653672481-19874698323-oauth", tap.last().headers.authorization)
+    end)
+
+    it("refreshes a rotating token with Slack's refresh answer before it expires", function()
+      local q = start(ann)
+      tap.replies({{status = 200, json = {
+        ok = true, access_token = "xoxe.xoxb-1-first", refresh_token = "xoxe-1-refresh-one", expires_in = 2,
+        token_type = "bot", scope = "channels:read", team = {id = "T9TK3CUKW"}, authed_user = {id = "U9"}}}})
+      local status, made, text = callback(q.state[1], "code-rotating")
+      assert.are.equal(201, status, text)
+
+      -- Slack's rotating tokens live 12 hours; this one 2 s, so the margin (half its life) has passed in 1.
+      h.sleep(1.2)
+      tap.clear()
+      tap.replies({{status = 200, json = {ok = true, access_token = "xoxe.xoxb-1-second",
+                                          refresh_token = "xoxe-1-refresh-two", expires_in = 43200,
+                                          token_type = "bot"}}})
+      status = h.call_tool(srv, ann, "slack__list_channels", {limit = 1}, {connection_id = made.id})
+      assert.are.equal(200, status)
+      local sent = tap.requests()
+      assert.are.equal(2, #sent)
+      assert.are.equal("/oauth.v2.access", sent[1].path)
+      local form = h.parse_query(sent[1].body)
+      assert.are.same({"refresh_token"}, form.grant_type)
+      assert.are.same({"xoxe-1-refresh-one"}, form.refresh_token)
+      assert.are.equal("Bearer xoxe.xoxb-1-second", sent[2].headers.authorization)
+    end)
+
+    it("reports Slack's ok:false token answer (HTTP 200) as a failed sign-in, without a connection", function()
+      local q = start(bob)
+      local _, before = srv.get("/v1/connections", bob)
+      tap.replies({{status = 200, json = {ok = false, error = "invalid_code"}}})
+      local status, body, text = callback(q.state[1], "used-code")
+      assert.is_true(status >= 400, text)
+      assert.is_truthy(body.error.message:find("invalid_code", 1, true), text)
+      local _, after = srv.get("/v1/connections", bob)
+      assert.are.equal(#before.connections, #after.connections)
+    end)
+  end)
+
+  it("never lets a token or the client secret out: not in answers, logs or the audit trail", function()
     local _, list = srv.get("/v1/connections", key)
-    assert.is_nil(h.json.encode(list):find(TOKEN, 1, true))
     local _, audit = srv.get("/v1/audit?integration=slack&limit=500", admin)
     assert.is_true(#audit.entries > 10, "the calls above are audited")
-    assert.is_nil(h.json.encode(audit):find(TOKEN, 1, true))
-    assert.is_nil((h.read_file(srv.log) or ""):find(TOKEN, 1, true))
+    local _, client = srv.get("/v1/integrations/slack/oauth-client", admin)
+    local log = h.read_file(srv.log) or ""
+    for _, secret in ipairs({TOKEN, SECRET, "xoxb-17653672481-19874698323-oauth", "xoxe.xoxb-1-second",
+                             "xoxe-1-refresh-two"}) do
+      assert.is_nil(h.json.encode(list):find(secret, 1, true))
+      assert.is_nil(h.json.encode(audit):find(secret, 1, true))
+      assert.is_nil(h.json.encode(client):find(secret, 1, true))
+      assert.is_nil(log:find(secret, 1, true), secret .. " in the log")
+    end
   end)
 end)
