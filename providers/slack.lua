@@ -400,6 +400,22 @@ local function deep_copy(v)
   return out
 end
 
+-- The cursor given to a run, copied (the caller's table stays as it was),
+-- its lists marked as such so they are stored as JSON arrays even when empty.
+local function load_state(cursor)
+  local state = type(cursor) == "table" and deep_copy(cursor) or {}
+  if type(state.channels) ~= "table" then state.channels = {} end
+  for id, st in pairs(state.channels) do
+    if type(st) ~= "table" then
+      state.channels[id] = nil
+    else
+      if st.recent then st.recent = data.array(st.recent) end
+      if type(st.walk) == "table" then st.walk.seen = data.array(st.walk.seen or {}) else st.walk = nil end
+    end
+  end
+  return state
+end
+
 local function permalink(team_url, channel_id, ts, thread_ts)
   if not team_url then return nil end
   local base = team_url:gsub("/+$", "") .. "/"
@@ -454,8 +470,10 @@ local function member_channels(ctx)
   return out
 end
 
+-- Commits the records written since the last checkpoint with `state`, which
+-- is stored as it is now (the engine encodes it in the call).
 local function checkpoint(ctx, state)
-  local ok, err = ctx.checkpoint(deep_copy(state))
+  local ok, err = ctx.checkpoint(state)
   if ok == nil and err ~= nil then return nil, err end
   return true
 end
@@ -483,7 +501,7 @@ local function finish_walk(ctx, c, st, now, stats)
   end
   table.sort(recent, ts_less)
   while #recent > RECENT_MAX do table.remove(recent, 1) end
-  st.recent = recent
+  st.recent = data.array(recent)
   st.walk = nil
   return true
 end
@@ -522,7 +540,7 @@ local function sync_channel(ctx, state, c, now, stats, max_pages)
     local from = st.oldest and st.oldest or ts_of_time(now - SYNC_LOOKBACK)
     local revisit_from = ts_of_time(now - REVISIT)
     if st.oldest and ts_less(revisit_from, from) then from = revisit_from end
-    st.walk = {from = from, started = now, seen = {}}
+    st.walk = {from = from, started = now, seen = data.array()}
   end
   local walk = st.walk
   local requests, restarted = 0, false
@@ -565,8 +583,7 @@ end
 
 local function sync_messages(ctx, cursor)
   local now = os.time()
-  local state = type(cursor) == "table" and deep_copy(cursor) or {}
-  if type(state.channels) ~= "table" then state.channels = {} end
+  local state = load_state(cursor)
   local stats = {channels = 0, pages = 0, upserted = 0, deleted = 0, skipped = 0, more = false}
 
   if not state.team_url then
