@@ -115,6 +115,21 @@ void approvals_free(approvals *ap)
     free(ap);
 }
 
+/* How much of s[0..n) to keep so that a UTF-8 sequence cut short at its end
+ * is left out: a value shortened to fit must stay valid UTF-8 (jansson
+ * refuses anything else, and the summary is served as JSON). */
+static size_t utf8_whole(const char *s, size_t n)
+{
+    size_t i = n;
+    while (i > 0 && ((unsigned char)s[i - 1] & 0xC0) == 0x80)
+        i--;
+    if (i == 0)
+        return n;
+    unsigned char lead = (unsigned char)s[i - 1];
+    size_t want = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    return n - (i - 1) < want ? i - 1 : n;
+}
+
 /* "Create contact {email}" with the argument's value in place of {email}
  * (top-level strings and numbers); else a generic line. */
 static char *summarize(const provider_tool *t, json_t *args)
@@ -124,6 +139,7 @@ static char *summarize(const provider_tool *t, json_t *args)
     const char *tpl = t->summary;
     if (!tpl) {
         snprintf(out, sizeof out, "Run %s (%s)", t->full_name, t->description);
+        out[utf8_whole(out, strlen(out))] = 0;
         return strdup(out);
     }
     for (const char *p = tpl; *p && o < SUMMARY_MAX; p++) {
@@ -139,6 +155,7 @@ static char *summarize(const provider_tool *t, json_t *args)
                 snprintf(val, sizeof val, "%g", json_number_value(v));
             else
                 snprintf(val, sizeof val, "(no %s)", name);
+            val[utf8_whole(val, strlen(val))] = 0;
             o += (size_t)snprintf(out + o, sizeof out - o, "%s", val);
             if (o > SUMMARY_MAX)
                 o = SUMMARY_MAX;
@@ -147,7 +164,7 @@ static char *summarize(const provider_tool *t, json_t *args)
             out[o++] = *p;
         }
     }
-    out[o] = 0;
+    out[utf8_whole(out, o)] = 0;
     return strdup(out);
 }
 

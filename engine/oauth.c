@@ -630,8 +630,11 @@ static void on_refresh_answer(token_req *t, long status, json_t *doc, const ferr
         const char *error = doc_str(doc, "error");
         /* invalid_grant: the refresh token is expired, revoked or used up.
          * For client credentials the connection's own client is refused. */
-        int permanent = !transport && (status == 400 || status == 401) && error &&
-                        (strcmp(error, "invalid_grant") == 0 ||
+        /* Some providers refuse with HTTP 200 and an error field (Slack:
+         * {"ok": false, "error": "invalid_refresh_token"}). */
+        int permanent = !transport && (status == 200 || status == 400 || status == 401) && error &&
+                        (strcmp(error, "invalid_grant") == 0 || strcmp(error, "invalid_refresh_token") == 0 ||
+                         strcmp(error, "token_revoked") == 0 ||
                          (f->client_credentials && (strcmp(error, "invalid_client") == 0 ||
                                                     strcmp(error, "unauthorized_client") == 0)));
         token_error(f->client_credentials ? "getting a token" : "refreshing the token", f->conn.integration, status,

@@ -31,7 +31,8 @@ static const char *const categories[] = {"calendar", "crm", "project_management"
 static const char *const auth_types[] = {"none", "api_key", "basic", "oauth2", NULL};
 static const char *const auth_fields[] = {"type", "field", "header", "query", "body", "prefix", "settings",
                                           "instructions", "scopes", "authorize_url", "token_url", "revoke_url",
-                                          "client_auth", "extra_authorize_params", "grant", "callback_settings", NULL};
+                                          "client_auth", "extra_authorize_params", "grant", "callback_settings",
+                                          "scope_separator", NULL};
 
 typedef struct loader {
     lua_State *L;
@@ -496,11 +497,17 @@ static void parse_oauth(loader *ld, json_t *auth, provider_auth *a)
         else
             len += json_string_length(v) + 1;
     }
+    /* RFC 6749 separates scopes with spaces; some providers (Slack) document commas. */
+    const char *separator = json_string_value(json_object_get(auth, "scope_separator"));
+    if (separator && strcmp(separator, " ") != 0 && strcmp(separator, ",") != 0)
+        problem(ld, "auth.scope_separator: \" \" (the default) or \",\"");
+    if (!separator || strcmp(separator, ",") != 0)
+        separator = " ";
     a->scopes = calloc(1, len + 1);
     json_array_foreach(scopes, i, v) {
         if (json_is_string(v) && a->scopes) {
             if (*a->scopes)
-                strcat(a->scopes, " ");
+                strcat(a->scopes, separator);
             strcat(a->scopes, json_string_value(v));
         }
     }

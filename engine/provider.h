@@ -55,7 +55,7 @@ typedef struct provider_auth {
     char *authorize_url;
     char *token_url;
     char *revoke_url;      /* may be NULL */
-    char *scopes;          /* space-separated */
+    char *scopes;          /* joined with auth.scope_separator (default a space) */
     json_t *extra_authorize_params;   /* {name: value} or NULL */
     json_t *callback_settings;        /* {setting: callback query parameter} or NULL (QuickBooks' realmId) */
     int client_auth_body;  /* client credentials in the form body, not HTTP basic */

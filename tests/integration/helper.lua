@@ -306,8 +306,9 @@ function M.start_prism(spec, opts)
 end
 
 -- A running tests/peers/tap_proxy.lua in front of `upstream`: records what
--- reaches it and can add a Prefer header or answer canned replies.
--- {url, pid, requests(), clear(), prefer(value), replies(list), stop()}.
+-- reaches it and can add a Prefer header (or other headers and query
+-- parameters) or answer canned replies.
+-- {url, pid, requests(), clear(), prefer(value), add(spec), replies(list), stop()}.
 function M.start_tap(upstream)
   local lua = os.getenv("LUA51") or "lua5.1"
   local p = M.spawn({lua, M.root .. "/tests/peers/tap_proxy.lua", "--upstream", upstream})
@@ -331,6 +332,9 @@ function M.start_tap(upstream)
   function tap.last() local list = tap.requests(); return list[#list] end
   function tap.clear() control("DELETE", "requests") end
   function tap.prefer(value) control("PUT", "prefer", value or "") end
+  -- spec = {headers = {...}, query = {...}} added to what is forwarded
+  -- (not to what is recorded); {} stops it.
+  function tap.add(spec) control("PUT", "add", json.encode(spec or {})) end
   function tap.replies(list) control("PUT", "replies", #list > 0 and json.encode(list) or "[]") end
   function tap.stop()
     M.kill(tap.pid, M.SIGTERM)

@@ -11,10 +11,16 @@
 --   PUT    /__tap/prefer     body = a Prefer header value added to forwarded
 --                            requests (Prism picks the response with it:
 --                            "code=401"); an empty body stops adding it
+--   PUT    /__tap/add        body = {"headers": {...}, "query": {...}}: added to
+--                            every forwarded request (not to the recorded copy),
+--                            for parameters a description requires that the real
+--                            API does not (Slack's `token`); {} stops adding
 --   PUT    /__tap/replies    body = JSON list of canned replies
 --                            [{status, headers = {...}, body = "text" | json = value}]
 --                            answering the next requests, in order, instead of
---                            the upstream (they are still recorded)
+--                            the upstream (they are still recorded); {"hang": true}
+--                            never answers: the connection is held open (until the
+--                            next control request) so the client's deadline passes
 --   GET    /__tap/requests   JSON list of the requests seen:
 --                            {method, path, query, headers (lowercase names), body}
 --   DELETE /__tap/requests   forgets them
@@ -43,6 +49,8 @@ local REASONS = {[200] = "OK", [201] = "Created", [204] = "No Content", [400] = 
                  [500] = "Internal Server Error", [502] = "Bad Gateway", [503] = "Service Unavailable"}
 
 local prefer = nil      -- Prefer header to add
+local add = {}          -- {headers = {...}, query = {...}} to add to forwarded requests
+local hung = {}         -- connections held open by a {"hang": true} reply
 local replies = {}      -- canned replies still to give
 local seen = {}         -- recorded requests
 
@@ -90,6 +98,10 @@ local function read_request(client)
           body = body}
 end
 
+local function url_escape(value)
+  return (tostring(value):gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
+end
+
 local function forward(client, req)
   local up = socket.tcp()
   up:settimeout(60)
@@ -98,12 +110,26 @@ local function forward(client, req)
     send_response(client, 502, {["Content-Type"] = "text/plain"}, "tap_proxy: upstream unreachable: " .. err)
     return
   end
-  local lines = {req.method .. " " .. req.target .. " HTTP/1.1", "Host: " .. up_host .. ":" .. up_port}
+  local target = req.target
+  local extra = {}
+  for name, value in pairs(add.query or {}) do
+    extra[#extra + 1] = url_escape(name) .. "=" .. url_escape(value)
+  end
+  if #extra > 0 then
+    table.sort(extra)
+    local sep = req.query ~= "" and "&" or (target:find("?", 1, true) and "" or "?")
+    target = target .. sep .. table.concat(extra, "&")
+  end
+  local lines = {req.method .. " " .. target .. " HTTP/1.1", "Host: " .. up_host .. ":" .. up_port}
+  local added = {}
+  for name in pairs(add.headers or {}) do added[name:lower()] = true end
   for _, h in ipairs(req.raw_headers) do
-    if not HOP_BY_HOP[h[1]:lower()] and not (prefer and h[1]:lower() == "prefer") then
+    local lname = h[1]:lower()
+    if not HOP_BY_HOP[lname] and not (prefer and lname == "prefer") and not added[lname] then
       lines[#lines + 1] = h[1] .. ": " .. h[2]
     end
   end
+  for name, value in pairs(add.headers or {}) do lines[#lines + 1] = name .. ": " .. tostring(value) end
   if prefer then lines[#lines + 1] = "Prefer: " .. prefer end
   if #req.body > 0 or req.method == "POST" or req.method == "PUT" or req.method == "PATCH" then
     lines[#lines + 1] = "Content-Length: " .. #req.body
@@ -116,8 +142,18 @@ local function forward(client, req)
 end
 
 local function control(client, req)
+  for _, held in ipairs(hung) do held:close() end
+  hung = {}
   local what = req.path:sub(#"/__tap/" + 1)
-  if what == "prefer" and req.method == "PUT" then
+  if what == "add" and req.method == "PUT" then
+    local ok, spec = pcall(json.decode, req.body)
+    if not ok or type(spec) ~= "table" then
+      send_response(client, 400, {["Content-Type"] = "text/plain"}, "{\"headers\": {...}, \"query\": {...}}")
+      return
+    end
+    add = spec
+    send_response(client, 204, {}, "")
+  elseif what == "prefer" and req.method == "PUT" then
     prefer = req.body ~= "" and req.body or nil
     send_response(client, 204, {}, "")
   elseif what == "replies" and req.method == "PUT" then
@@ -143,7 +179,12 @@ local function control(client, req)
   end
 end
 
+-- Answers a canned reply; false when the reply is to hang (keep the connection).
 local function canned(client, reply)
+  if reply.hang then
+    hung[#hung + 1] = client
+    return false
+  end
   local headers = {}
   for k, v in pairs(reply.headers or {}) do headers[k] = tostring(v) end
   local body = reply.body or ""
@@ -152,6 +193,7 @@ local function canned(client, reply)
     headers["Content-Type"] = headers["Content-Type"] or "application/json"
   end
   send_response(client, tonumber(reply.status) or 200, headers, body)
+  return true
 end
 
 local host, port = listen:match("^(.-):(%d+)$")
@@ -164,6 +206,7 @@ while true do
   local client = server:accept()
   if client then
     client:settimeout(30)
+    local keep = false
     local ok, err = pcall(function()
       local req = read_request(client)
       if not req then return end
@@ -174,9 +217,9 @@ while true do
       seen[#seen + 1] = req
       if #seen > 1000 then table.remove(seen, 1) end
       local reply = table.remove(replies, 1)
-      if reply then canned(client, reply) else forward(client, req) end
+      if reply then keep = not canned(client, reply) else forward(client, req) end
     end)
     if not ok then io.stderr:write("tap_proxy: " .. tostring(err) .. "\n") end
-    client:close()
+    if not keep then client:close() end
   end
 end

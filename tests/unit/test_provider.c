@@ -514,6 +514,28 @@ static void override_base_url_adds_its_host(void)
     provider_free(p);
 }
 
+#define WITH_OAUTH(extra)                                                                    \
+    "return {slug = 'o', name = 'O', category = 'crm', description = 'd', hosts = {'o.test'}," \
+    " data_categories = {}, tools = {t = {description = 'd', access = 'read', run = function() end}}," \
+    " auth = {type = 'oauth2', authorize_url = 'https://o.test/authorize', token_url = 'https://o.test/token'," \
+    " scopes = {'a:read', 'b:write'}" extra "}}"
+
+static void oauth_scopes_are_joined_with_the_declared_separator(void)
+{
+    provider *p = load_ok("inline", WITH_OAUTH(""));
+    if (p)
+        CHECK_STR(p->authn.scopes, "a:read b:write");   /* RFC 6749's space */
+    provider_free(p);
+    p = load_ok("inline", WITH_OAUTH(", scope_separator = ','"));
+    if (p)
+        CHECK_STR(p->authn.scopes, "a:read,b:write");   /* Slack's comma */
+    provider_free(p);
+    json_t *problems = json_array();
+    CHECK(load("inline", WITH_OAUTH(", scope_separator = ';'"), problems) == NULL);
+    EXPECT_PROBLEM(problems, "auth.scope_separator: \" \" (the default) or \",\"");
+    json_decref(problems);
+}
+
 static void free_accepts_null(void) { provider_free(NULL); }
 
 TESTS(TEST(valid_provider_is_described_in_c), TEST(tools_have_full_names_access_and_compiled_schemas),
@@ -524,4 +546,4 @@ TESTS(TEST(valid_provider_is_described_in_c), TEST(tools_have_full_names_access_
       TEST(property_named_like_a_keyword_keeps_its_empty_schema),
       TEST(allows_host_matches_exact_and_wildcard_hosts),
       TEST(base_url_host_must_be_declared_and_may_be_a_wildcard), TEST(override_base_url_adds_its_host),
-      TEST(free_accepts_null))
+      TEST(oauth_scopes_are_joined_with_the_declared_separator), TEST(free_accepts_null))
