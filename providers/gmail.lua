@@ -31,25 +31,9 @@
 local sdk = require "ferry.sdk"
 local s, data, paginate = sdk.schema, sdk.data, sdk.paginate
 
-local RATE_REASONS = {rateLimitExceeded = true, userRateLimitExceeded = true, quotaExceeded = true,
-                      dailyLimitExceeded = true}
-
-local API = {
-  service = "Gmail",
-  message = {"error.message", "error.errors.1.message", "error_description", "detail", "title"},
-  code = {"error.errors.1.reason", "error.status"},
-  classify = function(resp, body)
-    if resp.status ~= 403 then return nil end
-    local reason = data.get(body, "error.errors.1.reason")
-    if RATE_REASONS[reason] or data.get(body, "error.status") == "RESOURCE_EXHAUSTED" then
-      return "upstream_rate_limited"
-    end
-    if reason == "accessNotConfigured" or data.get(body, "error.status") == "FAILED_PRECONDITION" then
-      return "upstream_error"
-    end
-    return nil
-  end,
-}
+-- Google's error object, with its 403s that mean "slow down" or "API not
+-- enabled" rather than a refused credential (ferry.errors.google).
+local API = sdk.errors.google{service = "Gmail"}
 
 local USER = "/gmail/v1/users/me"
 local LIST_PAGE_MAX = 100

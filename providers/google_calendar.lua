@@ -20,27 +20,9 @@
 local sdk = require "ferry.sdk"
 local s, data, paginate = sdk.schema, sdk.data, sdk.paginate
 
-local RATE_REASONS = {rateLimitExceeded = true, userRateLimitExceeded = true, quotaExceeded = true,
-                      dailyLimitExceeded = true}
-
-local API = {
-  service = "Google Calendar",
-  message = {"error.message", "error.errors.1.message", "error_description"},
-  code = {"error.errors.1.reason", "error.status"},
-  -- 403 is also how Google says "slow down" (and "the API is not enabled for
-  -- this OAuth client"): only a real permission problem asks for a reconnect.
-  classify = function(resp, body)
-    if resp.status ~= 403 then return nil end
-    local reason = data.get(body, "error.errors.1.reason")
-    if RATE_REASONS[reason] or data.get(body, "error.status") == "RESOURCE_EXHAUSTED" then
-      return "upstream_rate_limited"
-    end
-    if reason == "accessNotConfigured" or data.get(body, "error.status") == "FAILED_PRECONDITION" then
-      return "upstream_error"
-    end
-    return nil
-  end,
-}
+-- Google's error object, with its 403s that mean "slow down" or "API not
+-- enabled" rather than a refused credential (ferry.errors.google).
+local API = sdk.errors.google{service = "Google Calendar"}
 
 local PAGE_MAX = 250            -- events.list allows 2500, calendarList.list 250
 local DAY = 86400
@@ -367,24 +349,25 @@ local function apply(ctx, items, stats)
 end
 
 -- Walks events.list pages from `query`, applying each; returns the
--- nextSyncToken of the last page, or nil, err (err.status 410: token gone).
+-- nextSyncToken of the last page, false when none came (max pages reached),
+-- or nil, err (err.status 410: token gone). A round may hold empty pages
+-- before its end (follow_empty); only nextSyncToken closes it.
 local function walk(ctx, query, stats)
-  local path = "/calendars/primary/events"
-  local token, page_token, pages = nil, nil, 0
-  repeat
-    local q = {}
-    for k, v in pairs(query) do q[k] = v end
-    q.pageToken, q.maxResults = page_token, PAGE_MAX
-    local body, err = request(ctx, {path = path, query = q})
-    if not body then return nil, err end
-    local ok, aerr = apply(ctx, data.value(body.items) or {}, stats)
+  local token
+  for page, err in paginate.cursor{
+    items = "items", next = "nextPageToken", follow_empty = true, max_pages = 200,
+    fetch = function(page_token)
+      local q = {}
+      for k, v in pairs(query) do q[k] = v end
+      q.pageToken, q.maxResults = page_token, PAGE_MAX
+      return request(ctx, {path = "/calendars/primary/events", query = q})
+    end,
+  } do
+    if not page then return nil, err end
+    local ok, aerr = apply(ctx, page.items, stats)
     if not ok then return nil, aerr end
-    pages = pages + 1
-    local next_token = str(body.nextPageToken)
-    if next_token == page_token then next_token = nil end
-    page_token = next_token
-    token = str(body.nextSyncToken) or token
-  until not page_token or pages >= 200
+    token = str(page.body.nextSyncToken) or token
+  end
   return token or false
 end
 

@@ -212,11 +212,10 @@ local function request(ctx, req)
   return sdk.request(ctx, req, API)
 end
 
--- @odata.nextLink (an absolute Graph URL) as a path under the base URL, or nil.
+-- @odata.nextLink or @odata.deltaLink (an absolute Graph URL) as a path
+-- under the base URL, or nil.
 local function link_path(body, name)
-  local link = type(body) == "table" and str(body[name]) or nil
-  if link and link:sub(1, #GRAPH + 1) == GRAPH .. "/" then return link:sub(#GRAPH + 1) end
-  return nil
+  return paginate.relative(GRAPH, data.get(body, {name}))
 end
 
 -- A next_cursor an agent hands back: a path from an earlier answer, for the
@@ -386,30 +385,41 @@ local function apply(ctx, items, stats)
   return true
 end
 
--- Follows a delta round from `req` to its deltaLink (returned as a path),
--- applying every page; nil, err on failure.
-local function walk(ctx, req, stats)
-  req.headers = {Prefer = 'outlook.timezone="UTC", odata.maxpagesize=100'}
-  local pages = 0
-  while true do
-    local body, err = request(ctx, req)
-    if not body then return nil, err end
-    local ok, aerr = apply(ctx, data.value(body.value) or {}, stats)
+-- Follows a delta round to its deltaLink (returned as a path), applying
+-- every page: from `start` (the path of an earlier deltaLink) or, without
+-- one, from the request `first`. false when it did not end (max pages
+-- reached, a link that was not Graph's), nil, err on failure. Pages come by
+-- @odata.nextLink, empty ones included (follow_empty: "there are more pages
+-- of data to retrieve in the session, even if the current response contains
+-- an empty result", Graph's delta query overview); the deltaLink ends it.
+local function walk(ctx, stats, start, first)
+  local headers = {Prefer = 'outlook.timezone="UTC", odata.maxpagesize=100'}
+  local delta
+  for page, err in paginate.cursor{
+    items = "value", follow_empty = true, max_pages = 200, start = start,
+    next = function(body)
+      if link_path(body, "@odata.deltaLink") then return nil end
+      return link_path(body, "@odata.nextLink")
+    end,
+    fetch = function(path)
+      if path then return request(ctx, {path = path, headers = headers}) end
+      first.headers = headers
+      return request(ctx, first)
+    end,
+  } do
+    if not page then return nil, err end
+    local ok, aerr = apply(ctx, page.items, stats)
     if not ok then return nil, aerr end
-    pages = pages + 1
-    local delta = link_path(body, "@odata.deltaLink")
-    if delta then return delta end
-    local nxt = link_path(body, "@odata.nextLink")
-    if not nxt or nxt == req.path or pages >= 200 then return false end
-    req = {path = nxt, headers = req.headers}
+    delta = link_path(page.body, "@odata.deltaLink")
   end
+  return delta or false
 end
 
 local function sync_upcoming(ctx, cursor)
   local now = os.time()
   local stats = {upserted = 0, deleted = 0, full = false}
   if type(cursor) == "table" and str(cursor.delta_link) then
-    local delta, err = walk(ctx, {path = cursor.delta_link}, stats)
+    local delta, err = walk(ctx, stats, cursor.delta_link)
     if delta == nil and not (type(err) == "table" and err.status == 410) then return nil, err end
     local started = parse_time(cursor.window_start)
     if delta and started and started + SYNC_LOOKBACK + SYNC_REFRESH > now then
@@ -419,8 +429,8 @@ local function sync_upcoming(ctx, cursor)
   end
   stats.full = true
   local window_start, window_end = format_time(now - SYNC_LOOKBACK), format_time(now + SYNC_HORIZON)
-  local delta, err = walk(ctx, {path = "/me/calendarView/delta",
-                                query = {startDateTime = window_start, endDateTime = window_end}}, stats)
+  local delta, err = walk(ctx, stats, nil, {path = "/me/calendarView/delta",
+                                            query = {startDateTime = window_start, endDateTime = window_end}})
   if delta == nil then return nil, err end
   ctx.checkpoint({delta_link = delta or nil, window_start = window_start, window_end = window_end})
   return stats

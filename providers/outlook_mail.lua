@@ -104,10 +104,9 @@ local function request(ctx, req)
   return sdk.request(ctx, req, API)
 end
 
+-- @odata.nextLink (an absolute Graph URL) as a path under the base URL, or nil.
 local function link_path(body)
-  local link = type(body) == "table" and str(body["@odata.nextLink"]) or nil
-  if link and link:sub(1, #GRAPH + 1) == GRAPH .. "/" then return link:sub(#GRAPH + 1) end
-  return nil
+  return paginate.relative(GRAPH, data.get(body, {"@odata.nextLink"}))
 end
 
 -- A next_cursor handed back: a path from an earlier answer of list_messages.

@@ -39,7 +39,7 @@
 --
 -- Common subset of Lua 5.1 and 5.4 (tests/lua runs it under busted).
 local sdk = require "ferry.sdk"
-local s, data = sdk.schema, sdk.data
+local s, data, paginate = sdk.schema, sdk.data, sdk.paginate
 
 local API = sdk.errors.quickbooks()
 local ACCEPT = {Accept = "application/json"}
@@ -286,7 +286,8 @@ local function condition(c, path)
   return c.field .. " " .. c.op .. " " .. text
 end
 
--- The query text from {entity, where, order_by, descending, start_position, max_results, count_only}.
+-- The query text from {entity, where, extra, order_by, descending, count_only},
+-- without its page (paged adds STARTPOSITION and MAXRESULTS).
 local function build_query(q)
   local parts = {q.count_only and "SELECT COUNT(*) FROM" or "SELECT * FROM", q.entity}
   local conds = {}
@@ -304,29 +305,46 @@ local function build_query(q)
     end
     parts[#parts + 1] = "ORDERBY " .. q.order_by .. (q.descending and " DESC" or " ASC")
   end
-  parts[#parts + 1] = "STARTPOSITION " .. (q.start_position or 1)
-  parts[#parts + 1] = "MAXRESULTS " .. (q.max_results or 100)
   return table.concat(parts, " ")
+end
+
+local function paged(text, start, max)
+  return ("%s STARTPOSITION %d MAXRESULTS %d"):format(text, start, max)
 end
 
 local function run_query(ctx, realm_id, text)
   return sdk.request(ctx, {path = company_path(realm_id, "/query"), query = {query = text}, headers = ACCEPT}, API)
 end
 
--- {items, start_position, max_results, next_start_position} from a QueryResponse.
-local function page_of(body, entity, start, max, shape)
-  local qr = data.get(body, "QueryResponse")
+-- One page of a query, walked with ferry.paginate's offset style (1-based
+-- STARTPOSITION, a full page of MAXRESULTS meaning there may be more):
+-- {items (shaped), count, start_position, max_results, next_start_position,
+-- query} or nil, err. One call reads one page (max_pages = 1); its next
+-- offset is where the agent's next call starts.
+local function query_page(ctx, realm_id, text, entity, start, max, shape)
+  local sent, response
+  local got, err = paginate.collect{
+    style = "offset", first = 1, start = start, page_size = max, max_pages = 1,
+    items = function(body)
+      local raw = data.get(body, "QueryResponse." .. entity)
+      return type(raw) == "table" and raw or {}
+    end,
+    fetch = function(offset)
+      sent = paged(text, offset, max)
+      local body, ferr = run_query(ctx, realm_id, sent)
+      response = body
+      return body, ferr
+    end,
+  }
+  if not got then return nil, err end
+  local qr = data.get(response, "QueryResponse")
   if type(qr) ~= "table" then qr = {} end
-  local raw = qr[entity]
-  if type(raw) ~= "table" then raw = {} end
-  local items = data.map(raw, shape or function(x)
+  local items = data.map(got.items, shape or function(x)
     if type(x) ~= "table" then return nil end
     return x
   end)
-  local out = {items = items, count = #items, start_position = num(qr.startPosition) or start,
-               max_results = num(qr.maxResults) or max}
-  if #raw >= max then out.next_start_position = start + #raw end
-  return out
+  return {items = items, count = #items, start_position = num(qr.startPosition) or start,
+          max_results = num(qr.maxResults) or max, next_start_position = tonumber(got.next), query = sent}
 end
 
 ---------------------------------------------------------------------------
@@ -338,19 +356,18 @@ local function query(ctx, args)
   if args.count_only and (args.order_by or args.start_position or args.max_results) then
     return nil, sdk.errors.invalid_arguments("count_only takes no order_by, start_position or max_results", "$")
   end
-  local start, max = args.start_position or 1, args.max_results or 100
   local text, qerr = build_query{entity = args.entity, where = args.where, order_by = args.order_by,
-                                  descending = args.descending, start_position = start, max_results = max,
-                                  count_only = args.count_only}
+                                  descending = args.descending, count_only = args.count_only}
   if not text then return nil, qerr end
-  local body, err = run_query(ctx, realm_id, text)
-  if not body then return nil, err end
   if args.count_only then
+    local body, err = run_query(ctx, realm_id, text)
+    if not body then return nil, err end
     return {entity = args.entity, query = text, total_count = num(data.get(body, "QueryResponse.totalCount")) or 0}
   end
-  local page = page_of(body, args.entity, start, max, SHAPERS[args.entity])
+  local page, err = query_page(ctx, realm_id, text, args.entity, args.start_position or 1, args.max_results or 100,
+                               SHAPERS[args.entity])
+  if not page then return nil, err end
   page.entity = args.entity
-  page.query = text
   return page
 end
 
@@ -371,18 +388,16 @@ local function list_invoices(ctx, args)
   if args.customer_id then extra[#extra + 1] = "CustomerRef = " .. literal(args.customer_id) end
   if args.from_date then extra[#extra + 1] = "TxnDate >= '" .. args.from_date .. "'" end
   if args.to_date then extra[#extra + 1] = "TxnDate <= '" .. args.to_date .. "'" end
-  local start, max = args.start_position or 1, args.limit or 50
   local order = status == "overdue" and "DueDate" or "TxnDate"
-  local text = build_query{entity = "Invoice", extra = extra, order_by = order, descending = status ~= "overdue",
-                           start_position = start, max_results = max}
-  local body, err = run_query(ctx, realm_id, text)
-  if not body then return nil, err end
-  local page = page_of(body, "Invoice", start, max, function(x) return invoice(x, false) end)
+  local text = build_query{entity = "Invoice", extra = extra, order_by = order, descending = status ~= "overdue"}
+  local page, err = query_page(ctx, realm_id, text, "Invoice", args.start_position or 1, args.limit or 50,
+                               function(x) return invoice(x, false) end)
+  if not page then return nil, err end
   for _, inv in ipairs(page.items) do inv.status = invoice_status(inv.balance, inv.total, inv.due_date, as_of) end
   local total_balance = 0
   for _, inv in ipairs(page.items) do total_balance = total_balance + (inv.balance or 0) end
   return {invoices = page.items, count = page.count, total_balance = total_balance, as_of = as_of,
-          start_position = page.start_position, next_start_position = page.next_start_position, query = text}
+          start_position = page.start_position, next_start_position = page.next_start_position, query = page.query}
 end
 
 local function get_invoice(ctx, args)

@@ -41,7 +41,7 @@
 --
 -- Common subset of Lua 5.1 and 5.4 (tests/lua runs it under busted).
 local sdk = require "ferry.sdk"
-local s, data = sdk.schema, sdk.data
+local s, data, paginate = sdk.schema, sdk.data, sdk.paginate
 
 local UUID = "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
 local UUID_LUA = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
@@ -321,18 +321,27 @@ local function contact(c)
   return out
 end
 
--- {page, page_size, page_count, item_count, next_page} from `pagination`
--- (or, without it, a full page means there may be more).
-local function paging(body, page, page_size, got)
+-- One page of a list endpoint, walked with ferry.paginate's page-number
+-- style: Xero's `pagination` block (pageCount) says whether there are more,
+-- and without it a full page means there may be. One call reads one page
+-- (max_pages = 1); {items (raw), page, page_size, page_count, item_count,
+-- next_page} or nil, err.
+local function list_page(ctx, path, query, headers, items, page, page_size)
+  local body
+  local got, err = paginate.collect{
+    style = "pages", first = 1, start = page, page_size = page_size, max_pages = 1,
+    items = items, total_pages = "pagination.pageCount",
+    fetch = function(number)
+      query.page, query.pageSize = number, page_size
+      local ferr
+      body, ferr = xero(ctx, {path = path, query = query, headers = headers})
+      return body, ferr
+    end,
+  }
+  if not got then return nil, err end
   local p = type(data.get(body, "pagination")) == "table" and body.pagination or {}
-  local out = {page = num(p.page) or page, page_size = num(p.pageSize) or page_size,
-               page_count = num(p.pageCount), item_count = num(p.itemCount)}
-  if out.page_count then
-    if out.page < out.page_count then out.next_page = out.page + 1 end
-  elseif got >= page_size then
-    out.next_page = page + 1
-  end
-  return out
+  return {items = got.items, page = num(p.page) or page, page_size = num(p.pageSize) or page_size,
+          page_count = num(p.pageCount), item_count = num(p.itemCount), next_page = tonumber(got.next)}
 end
 
 ---------------------------------------------------------------------------
@@ -344,7 +353,6 @@ local function order_text(field, descending)
 end
 
 local function list_invoices(ctx, args)
-  local page, page_size = args.page or 1, args.page_size or 100
   if args.date_from and args.date_to and args.date_to < args.date_from then
     return nil, sdk.errors.invalid_arguments("date_to is before date_from", "$.date_to")
   end
@@ -367,8 +375,6 @@ local function list_invoices(ctx, args)
     where[#where + 1] = "DueDate<" .. where_date(args.as_of or today())
   end
   local query = {
-    page = page,
-    pageSize = page_size,
     where = #where > 0 and table.concat(where, " AND ") or nil,
     Statuses = statuses and table.concat(statuses, ",") or nil,
     ContactIDs = args.contact_ids and table.concat(args.contact_ids, ",") or nil,
@@ -378,11 +384,10 @@ local function list_invoices(ctx, args)
     includeArchived = args.include_archived,
   }
   local headers = args.modified_since and {["If-Modified-Since"] = args.modified_since} or nil
-  local body, err = xero(ctx, {path = "/Invoices", query = query, headers = headers})
-  if not body then return nil, err end
-  local raw = type(body.Invoices) == "table" and body.Invoices or {}
-  local out = paging(body, page, page_size, #raw)
-  out.invoices = data.map(raw, function(x) return invoice(x, false) end)
+  local out, err = list_page(ctx, "/Invoices", query, headers, "Invoices", args.page or 1, args.page_size or 100)
+  if not out then return nil, err end
+  out.invoices = data.map(out.items, function(x) return invoice(x, false) end)
+  out.items = nil
   out.count = #out.invoices
   local due = 0
   for _, inv in ipairs(out.invoices) do due = due + (inv.amount_due or 0) end
@@ -407,24 +412,20 @@ local function get_invoice(ctx, args)
 end
 
 local function list_contacts(ctx, args)
-  local page, page_size = args.page or 1, args.page_size or 100
   local where = {}
   if args.is_customer ~= nil then where[#where + 1] = "IsCustomer==" .. tostring(args.is_customer) end
   if args.is_supplier ~= nil then where[#where + 1] = "IsSupplier==" .. tostring(args.is_supplier) end
   local query = {
-    page = page,
-    pageSize = page_size,
     where = #where > 0 and table.concat(where, " AND ") or nil,
     searchTerm = args.search,
     IDs = args.ids and table.concat(args.ids, ",") or nil,
     includeArchived = args.include_archived,
     order = order_text(args.order_by, args.descending),
   }
-  local body, err = xero(ctx, {path = "/Contacts", query = query})
-  if not body then return nil, err end
-  local raw = type(body.Contacts) == "table" and body.Contacts or {}
-  local out = paging(body, page, page_size, #raw)
-  out.contacts = data.map(raw, contact)
+  local out, err = list_page(ctx, "/Contacts", query, nil, "Contacts", args.page or 1, args.page_size or 100)
+  if not out then return nil, err end
+  out.contacts = data.map(out.items, contact)
+  out.items = nil
   out.count = #out.contacts
   return out
 end

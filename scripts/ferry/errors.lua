@@ -17,7 +17,8 @@
 -- opts.classify(resp, body) may return a code to override the mapping (a 500
 -- that means "bad key" is reconnect_required), and a table of extra fields.
 -- Presets for common styles: errors.slack(), errors.quickbooks(),
--- errors.graphql() (each takes overrides: errors.graphql{service = "Monday"}).
+-- errors.google(), errors.graphql() (each takes overrides:
+-- errors.graphql{service = "Monday"}).
 -- Common subset of Lua 5.1 and 5.4.
 local data = require "ferry.data"
 
@@ -359,6 +360,31 @@ function M.quickbooks(overrides)
         return "reconnect_required"
       end
       if code == "3001" or tonumber(resp.status) == 429 then return "upstream_rate_limited" end
+    end,
+  }, overrides)
+end
+
+-- Google's APIs (Gmail, Calendar, Drive, Sheets...):
+--   {"error": {"code": 403, "message": "...", "status": "PERMISSION_DENIED",
+--              "errors": [{"reason": "insufficientPermissions", "message": "..."}]}}
+-- 403 is also how Google says "slow down" (reasons rateLimitExceeded,
+-- userRateLimitExceeded, quotaExceeded, dailyLimitExceeded; status
+-- RESOURCE_EXHAUSTED) and "the API is not enabled for this OAuth client"
+-- (accessNotConfigured, FAILED_PRECONDITION): neither may pass for a refused
+-- credential, so only the other 403s ask for a reconnect.
+M.GOOGLE_RATE_REASONS = set{"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded", "dailyLimitExceeded"}
+
+function M.google(overrides)
+  return with({
+    service = "Google",
+    message = {"error.message", "error.errors.1.message", "error_description", "detail", "title"},
+    code = {"error.errors.1.reason", "error.status"},
+    classify = function(resp, body)
+      if tonumber(resp.status) ~= 403 then return nil end
+      local reason, status = data.get(body, "error.errors.1.reason"), data.get(body, "error.status")
+      if M.GOOGLE_RATE_REASONS[reason] or status == "RESOURCE_EXHAUSTED" then return "upstream_rate_limited" end
+      if reason == "accessNotConfigured" or status == "FAILED_PRECONDITION" then return "upstream_error" end
+      return nil
     end,
   }, overrides)
 end

@@ -26,11 +26,16 @@
 --            oldest (descending) or newest (ascending) item time
 --
 -- Every walk ends on the first of: nothing to continue from (no cursor, no
--- link, has_more false, the total reached, a short page); an empty page; a
--- cursor seen before or a page identical to the previous one (an API stuck on
--- one page or ignoring the page parameter); `limit` items (the last page is
--- cut to fit); `max_pages` pages (default 100). When it ended on limit or
--- max_pages, `next` (a page's, and collect's) is where a later call continues.
+-- link, has_more false, the total reached, a short page); an empty page
+-- (unless `follow_empty`); a cursor seen before or a page identical to the
+-- previous one (an API stuck on one page or ignoring the page parameter);
+-- `limit` items (the last page is cut to fit); `max_pages` pages (default
+-- 100). When it ended on limit or max_pages, `next` (a page's, and
+-- collect's) is where a later call continues.
+-- `follow_empty = true` keeps going past an empty page that has a next
+-- cursor: change feeds say "more" with empty pages (Microsoft Graph's delta
+-- queries: "even if the current response contains an empty result"; Google's
+-- sync rounds end only with nextSyncToken). The other ends still hold.
 -- fetch runs in the caller's coroutine, so ctx.http.request may wait in it.
 -- Common subset of Lua 5.1 and 5.4.
 local data = require "ferry.data"
@@ -106,6 +111,7 @@ local function walk(spec, style)
   local items_of = style.items_of or accessor(spec.items or style.items or "results", "items", 4)
   local more_of = spec.has_more ~= nil and accessor(spec.has_more, "has_more", 4) or nil
   local limit = spec.limit
+  local follow_empty = spec.follow_empty == true
   local max_pages = spec.max_pages or 100
 
   local cursor, skip = style.first, style.skip or 0
@@ -144,7 +150,7 @@ local function walk(spec, style)
     local cut = not same and last < #list
 
     local nxt
-    if same or #list == 0 then
+    if same or (#list == 0 and not follow_empty) then
       nxt = nil
     elseif cut and style.resumable then
       nxt = encode_resume(cursor, last)
@@ -298,6 +304,18 @@ function M.resolve(base, ref)
   return scheme .. "//" .. authority .. dir .. ref
 end
 
+-- The inverse of resolve: a URL under `base` as the path to request (what
+-- follows base, from its slash), or nil for a URL elsewhere (or not a
+-- string). For next links in the body (Graph's @odata.nextLink) followed as
+-- paths under the provider's base URL, so a base URL set for tests or for
+-- another region still holds.
+function M.relative(base, url)
+  if type(base) ~= "string" or type(url) ~= "string" then return nil end
+  base = base:gsub("/+$", "")
+  if base == "" or url:sub(1, #base + 1) ~= base .. "/" then return nil end
+  return url:sub(#base + 1)
+end
+
 local function header(resp, name)
   local h = type(resp) == "table" and resp.headers
   if type(h) ~= "table" then return nil end
@@ -448,7 +466,8 @@ function M.collect(spec)
   local iter = spec
   if type(spec) == "table" then
     local style = spec.style or "cursor"
-    if type(M[style]) ~= "function" or style == "collect" or style == "parse_link" or style == "resolve" then
+    if type(M[style]) ~= "function" or style == "collect" or style == "parse_link" or style == "resolve" or
+       style == "relative" then
       error("ferry.paginate.collect: unknown style " .. tostring(style), 2)
     end
     iter = M[style](spec)

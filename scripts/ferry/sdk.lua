@@ -5,7 +5,8 @@
 --   sdk.request(ctx, req, API)      -- ferry.http.request: body, resp | nil, err
 --   sdk.errors.from_response(resp, API)
 --   sdk.paginate.cursor{...} (.offset, .link, .pages, .window), sdk.paginate.collect{...}
---   sdk.errors.slack(), sdk.errors.quickbooks(), sdk.errors.graphql{service = ...}
+--   sdk.errors.slack(), sdk.errors.quickbooks(), sdk.errors.google{service = ...},
+--   sdk.errors.graphql{service = ...}
 --   sdk.graphql.query(ctx, {query, variables}, API)
 --   sdk.data.get(body, "a.b.1"), sdk.data.array(list)
 --   sdk.http.path("/things/{id}", args)

@@ -163,6 +163,32 @@ describe("google_calendar", function()
                       ctx.checkpoints)
     end)
 
+    it("follows nextPageToken past empty pages: only nextSyncToken ends a round", function()
+      local cursor = {sync_token = "sync-1", window_start = WINDOW.window_start, window_end = WINDOW.window_end}
+      local ctx = fake_ctx({
+        {200, {items = {}, nextPageToken = "p2"}},
+        {200, {nextPageToken = "p3"}},
+        {200, {items = {gevent("e4", "Moved")}, nextSyncToken = "sync-2"}},
+      })
+      assert.are.same({upserted = 1, deleted = 0, full = false}, run(ctx, cursor))
+      assert.are.same({"sync-1", "sync-1", "sync-1"},
+                      {ctx.sent[1].query.syncToken, ctx.sent[2].query.syncToken, ctx.sent[3].query.syncToken})
+      assert.are.same({"p2", "p3"}, {ctx.sent[2].query.pageToken, ctx.sent[3].query.pageToken})
+      assert.are.equal("sync-2", ctx.checkpoints[1].sync_token)
+
+      -- a page token Google repeats ends the round without a sync token: a full listing follows
+      ctx = fake_ctx({
+        {200, {items = {}, nextPageToken = "same"}},
+        {200, {items = {}, nextPageToken = "same"}},
+        {200, {items = {gevent("e1", "Standup")}, nextSyncToken = "fresh"}},
+      })
+      assert.are.same({upserted = 1, deleted = 0, full = true}, run(ctx, cursor))
+      assert.are.equal(3, #ctx.sent)
+      assert.are.equal(WINDOW.window_start, ctx.sent[3].query.timeMin)
+      assert.are.same({{sync_token = "fresh", window_start = WINDOW.window_start, window_end = WINDOW.window_end}},
+                      ctx.checkpoints)
+    end)
+
     it("starts over when Google says the sync token is gone (410)", function()
       local cursor = {sync_token = "expired", window_start = WINDOW.window_start, window_end = WINDOW.window_end}
       local ctx = fake_ctx({
@@ -283,6 +309,37 @@ describe("outlook_calendar", function()
       assert.are.same({{kind = "event", id = "o1"}, {kind = "event", id = "o2"}}, ctx.deletes)
       assert.are.equal("/me/calendarView/delta?$deltatoken=d2", ctx.checkpoints[1].delta_link)
       assert.are.equal(cursor.window_start, ctx.checkpoints[1].window_start)
+    end)
+
+    it("follows @odata.nextLink past empty pages until the deltaLink (an empty calendar)", function()
+      local ctx = fake_ctx({
+        {200, {value = {}, ["@odata.nextLink"] = GRAPH .. "/me/calendarView/delta?$skiptoken=s2"}},
+        {200, {value = {}, ["@odata.deltaLink"] = GRAPH .. "/me/calendarView/delta?$deltatoken=d1"}},
+      })
+      assert.are.same({upserted = 0, deleted = 0, full = true}, run(ctx, nil))
+      assert.are.equal(2, #ctx.sent)
+      assert.are.equal("/me/calendarView/delta?$skiptoken=s2", ctx.sent[2].path)
+      assert.are.equal('outlook.timezone="UTC", odata.maxpagesize=100', ctx.sent[2].headers.Prefer)
+      assert.are.equal("/me/calendarView/delta?$deltatoken=d1", ctx.checkpoints[1].delta_link)
+    end)
+
+    it("ends a round on a link that repeats or is not Graph's, keeping no delta link", function()
+      local cursor = {delta_link = "/me/calendarView/delta?$deltatoken=d1", window_start = WINDOW.window_start,
+                      window_end = WINDOW.window_end}
+      local ctx = fake_ctx({
+        {200, {value = {}, ["@odata.nextLink"] = GRAPH .. "/me/calendarView/delta?$deltatoken=d1"}},
+        {200, {value = {oevent("o1", "Standup")},
+               ["@odata.deltaLink"] = GRAPH .. "/me/calendarView/delta?$deltatoken=n1"}},
+      })
+      -- the delta round repeats its own link: it ends without a delta link, and a full round follows
+      assert.are.same({upserted = 1, deleted = 0, full = true}, run(ctx, cursor))
+      assert.are.equal("/me/calendarView/delta", ctx.sent[2].path)
+      assert.are.equal("/me/calendarView/delta?$deltatoken=n1", ctx.checkpoints[1].delta_link)
+
+      ctx = fake_ctx({{200, {value = {oevent("o1", "Standup")}, ["@odata.nextLink"] = "https://evil.example/x"}}})
+      assert.are.same({upserted = 1, deleted = 0, full = true}, run(ctx, nil))
+      assert.are.equal(1, #ctx.sent)
+      assert.are.same({{window_start = WINDOW.window_start, window_end = WINDOW.window_end}}, ctx.checkpoints)
     end)
 
     it("starts a new round when the window is a day old or the delta token expired (410)", function()

@@ -1,5 +1,5 @@
 -- luacheck: std lua51+busted
--- ferry.errors presets: Slack's ok:false, QuickBooks' Fault, GraphQL's errors.
+-- ferry.errors presets: Slack's ok:false, QuickBooks' Fault, Google's error object, GraphQL's errors.
 local errors = require "ferry.errors"
 
 local function response(status, body, headers)
@@ -85,6 +85,64 @@ describe("ferry.errors.quickbooks", function()
     resp.body = "Internal failure"
     resp.json = function() return nil, "not JSON" end
     assert.are.equal("QuickBooks answered HTTP 500: Internal failure", errors.from_response(resp, API).message)
+  end)
+end)
+
+describe("ferry.errors.google", function()
+  local API = errors.google{service = "Gmail"}
+  local function google_error(code, status, reason, message)
+    return {error = {code = code, message = message, status = status,
+                     errors = {{reason = reason, domain = "global", message = message}}}}
+  end
+
+  it("maps a refused credential or scope to reconnect_required", function()
+    local err = errors.from_response(response(401, google_error(401, "UNAUTHENTICATED", "authError",
+      "Request had invalid authentication credentials.")), API)
+    assert.are.equal("reconnect_required", err.code)
+    assert.are.equal("Gmail rejected the credential (HTTP 401): Request had invalid authentication credentials.",
+                     err.message)
+    err = errors.from_response(response(403, google_error(403, "PERMISSION_DENIED", "insufficientPermissions",
+      "Request had insufficient authentication scopes.")), API)
+    assert.are.equal("reconnect_required", err.code)
+    assert.are.equal("insufficientPermissions", err.upstream_code)
+  end)
+
+  it("maps quota 403s to upstream_rate_limited, by reason or by status", function()
+    for _, reason in ipairs({"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded", "dailyLimitExceeded"}) do
+      local err = errors.from_response(response(403, google_error(403, "PERMISSION_DENIED", reason, "Slow down")),
+                                       API)
+      assert.are.equal("upstream_rate_limited", err.code, reason)
+      assert.are.equal(reason, err.upstream_code)
+    end
+    local err = errors.from_response(response(403, {error = {code = 403, status = "RESOURCE_EXHAUSTED",
+                                                             message = "Quota exceeded"}},
+                                              {["retry-after"] = "7"}), API)
+    assert.are.equal("upstream_rate_limited", err.code)
+    assert.are.equal(7, err.retry_after)
+    assert.are.equal("RESOURCE_EXHAUSTED", err.upstream_code)
+  end)
+
+  it("maps an API not enabled for the client to upstream_error, not to a reconnect", function()
+    local err = errors.from_response(response(403, google_error(403, "PERMISSION_DENIED", "accessNotConfigured",
+      "Gmail API has not been used in project 123 before or it is disabled.")), API)
+    assert.are.equal("upstream_error", err.code)
+    assert.are.equal("Gmail answered HTTP 403: Gmail API has not been used in project 123 before or it is disabled.",
+                     err.message)
+    err = errors.from_response(response(403, {error = {code = 403, status = "FAILED_PRECONDITION",
+                                                       message = "Mail service not enabled"}}), API)
+    assert.are.equal("upstream_error", err.code)
+  end)
+
+  it("maps other statuses as usual, with Google's message and the first reason", function()
+    local err = errors.from_response(response(404, google_error(404, "NOT_FOUND", "notFound", "Not Found")), API)
+    assert.are.equal("upstream_error", err.code)
+    assert.are.equal(404, err.status)
+    assert.are.equal("Gmail answered HTTP 404: Not Found", err.message)
+    assert.are.equal("notFound", err.upstream_code)
+    err = errors.from_response(response(429, google_error(429, "RESOURCE_EXHAUSTED", "rateLimitExceeded", "x")),
+                               errors.google())
+    assert.are.equal("upstream_rate_limited", err.code)
+    assert.are.equal("Google is rate limiting requests (HTTP 429): x", err.message)
   end)
 end)
 

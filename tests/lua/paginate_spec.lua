@@ -92,6 +92,31 @@ describe("ferry.paginate.cursor", function()
     assert.is_nil(pages[2].next)
   end)
 
+  it("follows a cursor past empty pages with follow_empty (change feeds), still stopping on a repeat", function()
+    local fetch, calls = api{
+      first = {results = {}, next = "c2"},
+      c2 = {results = {1}, next = "c3"},
+      c3 = {results = {}, next = "c4"},
+      c4 = {results = {}, sync = "token"},
+    }
+    local pages = walk{fetch = fetch, next = "next", follow_empty = true}
+    assert.are.equal(4, #pages)
+    assert.are.same({"c2", "c3", "c4"}, {pages[1].next, pages[2].next, pages[3].next})
+    assert.is_nil(pages[4].next)
+    assert.are.equal("token", pages[4].body.sync)
+    assert.are.equal(4, #calls)
+
+    fetch, calls = api{first = {results = {}, next = "loop"}, loop = {results = {}, next = "loop"}}
+    pages = walk{fetch = fetch, next = "next", follow_empty = true}
+    assert.are.equal(2, #pages, "a repeated cursor still ends the walk")
+    assert.are.equal(2, #calls)
+
+    local n = 0
+    pages = walk{fetch = function() n = n + 1; return {results = {}, next = "e" .. n} end, next = "next",
+                 follow_empty = true, max_pages = 5}
+    assert.are.equal(5, #pages, "and so does max_pages")
+  end)
+
   it("stops at the limit, asks only for what remains and keeps the cursor to continue", function()
     local fetch, calls = api{
       first = {results = {1, 2, 3}, next = "c2"},

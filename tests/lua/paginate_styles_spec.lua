@@ -119,6 +119,26 @@ describe("ferry.paginate.resolve", function()
   end)
 end)
 
+describe("ferry.paginate.relative", function()
+  it("gives the path of a URL under the base, nil for one elsewhere", function()
+    local base = "https://graph.microsoft.com/v1.0"
+    assert.are.equal("/me/messages?$skip=10", paginate.relative(base, base .. "/me/messages?$skip=10"))
+    assert.are.equal("/me/messages", paginate.relative(base .. "/", base .. "/me/messages"))
+    assert.is_nil(paginate.relative(base, "https://graph.microsoft.com/beta/me/messages"))
+    assert.is_nil(paginate.relative(base, "https://graph.microsoft.com/v1.0x/me"), "a prefix that is not a segment")
+    assert.is_nil(paginate.relative(base, "https://evil.example/v1.0/me"))
+    assert.is_nil(paginate.relative(base, base), "the base itself is no path")
+    assert.is_nil(paginate.relative(base, nil))
+    assert.is_nil(paginate.relative(base, io.stdout))   -- JSON null
+    assert.is_nil(paginate.relative("", "/me"))
+  end)
+
+  it("undoes resolve", function()
+    local base = "https://api.example.com/v2"
+    assert.are.equal("/items?page=2", paginate.relative(base, paginate.resolve(base .. "/items", "/v2/items?page=2")))
+  end)
+end)
+
 describe("ferry.paginate.link", function()
   -- pages of the Link API: [url] = {items, next url}
   local function api(pages)

@@ -88,6 +88,25 @@ describe("quickbooks query text", function()
     assert.are.equal(21, r.start_position)
   end)
 
+  it("reads one page per call: a full page says where the next starts, a short or empty one does not", function()
+    local function account(i) return {Id = tostring(i), Name = "A" .. i} end
+    local h = harness({QueryResponse = {Account = {account(1), account(2), account(3)}}})
+    local r = assert(h:call("list_invoices", {limit = 3, start_position = 4}))
+    assert.are.equal(1, #h.requests, "a full page is not followed by a second request")
+    assert.is_nil(r.next_start_position, "no Invoice in the answer: an empty page")
+    r = assert(h:call("query", {entity = "Account", max_results = 3, start_position = 4}))
+    assert.are.equal(2, #h.requests)
+    assert.are.equal(3, r.count)
+    assert.are.equal(7, r.next_start_position)
+    assert.are.equal(4, r.start_position, "QueryResponse without startPosition: the one asked for")
+    assert.are.equal(3, r.max_results)
+    r = assert(h:call("query", {entity = "Account", max_results = 4, start_position = 4}))
+    assert.are.equal(3, #h.requests)
+    assert.are.equal(3, r.count)
+    assert.is_nil(r.next_start_position, "a short page is the last")
+    assert.are.equal("SELECT * FROM Account STARTPOSITION 4 MAXRESULTS 4", r.query)
+  end)
+
   it("answers invalid_arguments without a request when the realm is missing or not digits", function()
     for _, settings in ipairs({{}, {realm_id = "abc"}, {realm_id = "1/../2"}}) do
       local h = testing.new(provider, {settings = settings, credentials = {access_token = "t"},

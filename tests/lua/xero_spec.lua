@@ -115,6 +115,34 @@ describe("xero shaping", function()
   end)
 end)
 
+describe("xero pages", function()
+  local function contacts(n)
+    local out = {}
+    for i = 1, n do out[i] = {ContactID = "c" .. i, Name = "Contact " .. i} end
+    return out
+  end
+
+  it("reads one page per call and offers the next while Xero's pageCount says there are more", function()
+    local h = with_answer({Contacts = contacts(2), pagination = {page = 2, pageSize = 2, pageCount = 3, itemCount = 6}})
+    local r = assert(h:call("list_contacts", {page = 2, page_size = 2}))
+    assert.are.equal(1, #h.requests, "a full page is not followed by a second request")
+    assert.are.same({2, 2, 3, 6, 3}, {r.page, r.page_size, r.page_count, r.item_count, r.next_page})
+    assert.are.same({page = "2", pageSize = "2"}, h:last_request().query)
+    assert.is_nil(r.items)
+  end)
+
+  it("offers no next page at the last page, nor after a short or empty one", function()
+    local h = with_answer({Contacts = contacts(2), pagination = {page = 3, pageSize = 2, pageCount = 3, itemCount = 6}})
+    assert.is_nil(assert(h:call("list_contacts", {page = 3, page_size = 2})).next_page, "pageCount reached")
+    h = with_answer({Invoices = {{InvoiceID = "i1"}}})
+    local r = assert(h:call("list_invoices", {page_size = 2}))
+    assert.is_nil(r.next_page, "a short page")
+    assert.are.same({1, 2}, {r.page, r.page_size})
+    h = with_answer({Invoices = testing.json.array()})
+    assert.is_nil(assert(h:call("list_invoices", {page = 4, page_size = 2})).next_page, "an empty page")
+  end)
+end)
+
 describe("xero requests", function()
   it("writes where conditions from the arguments and sends the tenant header", function()
     local h = with_answer({Invoices = testing.json.array()})
