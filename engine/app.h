@@ -16,7 +16,9 @@
 #include "oauth.h"
 #include "policy.h"
 #include "providers.h"
+#include "scheduler.h"
 #include "store.h"
+#include "syncs.h"
 #include "vault.h"
 
 typedef struct app_config {
@@ -38,6 +40,15 @@ typedef struct app_config {
     const char *public_url;            /* where browsers reach ferry (OAuth redirects); NULL: http://<listen> */
     int oauth_refresh_margin_s;        /* 0 → 300 */
     int oauth_refresh_interval_s;      /* 0 → 60; negative: no refresh timer (CLI) */
+    /* The scheduler and syncs (docs/sync.md); 0 → their defaults. */
+    int64_t sched_tick_ms;             /* 1000 */
+    int64_t sync_lease_ms;             /* 60000 */
+    int sync_concurrency;              /* 4 scheduled runs at once */
+    int64_t sync_backoff_ms;           /* 30000: after a failed run, doubling */
+    int64_t sync_retry_ms;             /* 1000: between attempts within a run, doubling */
+    int sync_attempts;                 /* 4 */
+    size_t chunk_size;                 /* 1000 bytes */
+    long chunk_overlap;                /* 0 → 100 bytes; negative: none */
 } app_config;
 
 typedef struct app {
@@ -54,6 +65,8 @@ typedef struct app {
     oauth *oauth;
     calls *calls;
     approvals *approvals;
+    sched *sched;
+    syncs *syncs;
     agent_deps agent;
     hserver *server;                   /* only when serving */
     struct event *sigint, *sigterm, *drain_timer;
@@ -77,5 +90,6 @@ void api_connections_register(hserver *hs);
 void api_context_register(hserver *hs);
 void api_governance_register(hserver *hs);
 void api_oauth_register(hserver *hs);
+void api_syncs_register(hserver *hs);
 
 #endif
