@@ -77,6 +77,7 @@ struct sync_run {
     oauth_waiter *refresh;
     struct event *timer;          /* waiting before the next attempt */
     int64_t wait_ms;
+    double wait_until;            /* monotonic ms */
     store_sync_run rec;
     char *cursor;                 /* the committed cursor, JSON text (NULL: none) */
     pending_op **ops;
@@ -353,6 +354,7 @@ static int commit(sync_run *r, int set_cursor, const char *cursor, ferr *err)
     if (rc < 0)
         return -1;   /* kept: the next checkpoint may still commit it */
     drop_pending(r);
+    r->transient = 0;   /* progress: the attempts limit counts failures in a row */
     r->rec.pages++;
     r->rec.added += n.added;
     r->rec.updated += n.updated;
@@ -489,11 +491,32 @@ static void finish(sync_run *r, const char *status, const ferr *e, int64_t retry
 
 static void attempt(sync_run *r);
 
+static double precise_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int arm_wait(sync_run *r, double ms)
+{
+    /* libevent's timers run on a coarse clock and may fire a few ms early;
+     * an upstream asked for at least this long, so the wait is checked on
+     * the precise clock and topped up. */
+    event_base_update_cache_time(r->y->cfg.svc.base);
+    int64_t us = (int64_t)(ms * 1000.0) + 1000;
+    struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
+    return evtimer_add(r->timer, &tv);
+}
+
 static void on_wait_over(evutil_socket_t fd, short events, void *arg)
 {
     (void)fd;
     (void)events;
     sync_run *r = arg;
+    double left = r->wait_until - precise_ms();
+    if (left > 0 && arm_wait(r, left) == 0)
+        return;
     event_free(r->timer);
     r->timer = NULL;
     r->rec.waited_ms += r->wait_ms;
@@ -503,9 +526,9 @@ static void on_wait_over(evutil_socket_t fd, short events, void *arg)
 static void wait_then_retry(sync_run *r, int64_t ms)
 {
     r->wait_ms = ms;
+    r->wait_until = precise_ms() + (double)ms;
     r->timer = evtimer_new(r->y->cfg.svc.base, on_wait_over, r);
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-    if (!r->timer || evtimer_add(r->timer, &tv) < 0) {
+    if (!r->timer || arm_wait(r, (double)ms) < 0) {
         ferr e = {0};
         ferr_set(&e, FERR_INTERNAL, "cannot wait before retrying the sync");
         finish(r, r->rec.pages ? "partial" : "failed", &e, 0);
