@@ -274,8 +274,8 @@ describe("syncs", function()
     assert.are.equal(2, #list)
     args = {"syncs", "run", conn, "nope"}
     for _, a in ipairs(base) do args[#args + 1] = a end
-    code, _, err = h.ferry(args)
-    assert.are.equal(1, code)
+    code, out, err = h.ferry(args)
+    assert.are.equal(1, code, out)
     assert.matches("no sync named 'nope'", err)
     srv = nil
   end)
