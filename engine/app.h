@@ -43,7 +43,7 @@ typedef struct app_config {
     /* The scheduler and syncs (docs/sync.md); 0 → their defaults. */
     int64_t sched_tick_ms;             /* 1000 */
     int64_t sync_lease_ms;             /* 60000 */
-    int sync_concurrency;              /* 4 scheduled runs at once */
+    int sync_concurrency;              /* 4 scheduled runs at once; negative: none (manual runs only) */
     int64_t sync_backoff_ms;           /* 30000: after a failed run, doubling */
     int64_t sync_retry_ms;             /* 1000: between attempts within a run, doubling */
     int sync_attempts;                 /* 4 */

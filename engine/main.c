@@ -77,7 +77,8 @@ static const char sync_help[] =
     "  --sched-tick-ms N       how often due sync jobs are looked for (default 1000)\n"
     "  --sync-lease-ms N       a run's lease: another process takes over a run whose\n"
     "                          process stopped after this long (default 60000)\n"
-    "  --sync-concurrency N    scheduled sync runs at once in this process (default 4)\n"
+    "  --sync-concurrency N    scheduled sync runs at once in this process (default 4;\n"
+    "                          0: none, syncs run only when asked)\n"
     "  --sync-backoff-ms N     wait after a failed run, doubling (default 30000)\n"
     "  --sync-retry-ms N       wait between attempts within a run, doubling (default 1000)\n"
     "  --sync-attempts N       attempts per run for transient errors (default 4)\n"
@@ -147,6 +148,16 @@ static int common_option(common *c, int opt, const char *arg)
 static int sync_option(common *c, int opt, const char *arg)
 {
     long v;
+    if (opt == OPT_SYNC_CONCURRENCY) {
+        char *end;
+        v = strtol(arg, &end, 10);
+        if (!*arg || *end || v < 0) {
+            fprintf(stderr, "ferry: --sync-concurrency must be an integer >= 0\n");
+            return -1;
+        }
+        c->cfg.sync_concurrency = v ? (int)v : -1;
+        return 1;
+    }
     if (opt == OPT_CHUNK_OVERLAP) {
         char *end;
         v = strtol(arg, &end, 10);
@@ -161,7 +172,7 @@ static int sync_option(common *c, int opt, const char *arg)
         int opt;
         const char *name;
     } names[] = {{OPT_SCHED_TICK, "--sched-tick-ms"},     {OPT_SYNC_LEASE, "--sync-lease-ms"},
-                 {OPT_SYNC_CONCURRENCY, "--sync-concurrency"}, {OPT_SYNC_BACKOFF, "--sync-backoff-ms"},
+                 {OPT_SYNC_BACKOFF, "--sync-backoff-ms"},
                  {OPT_SYNC_RETRY, "--sync-retry-ms"},      {OPT_SYNC_ATTEMPTS, "--sync-attempts"},
                  {OPT_CHUNK_SIZE, "--chunk-size"}};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -172,7 +183,6 @@ static int sync_option(common *c, int opt, const char *arg)
         switch (opt) {
         case OPT_SCHED_TICK: c->cfg.sched_tick_ms = v; break;
         case OPT_SYNC_LEASE: c->cfg.sync_lease_ms = v; break;
-        case OPT_SYNC_CONCURRENCY: c->cfg.sync_concurrency = (int)v; break;
         case OPT_SYNC_BACKOFF: c->cfg.sync_backoff_ms = v; break;
         case OPT_SYNC_RETRY: c->cfg.sync_retry_ms = v; break;
         case OPT_SYNC_ATTEMPTS: c->cfg.sync_attempts = (int)v; break;

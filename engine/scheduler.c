@@ -80,8 +80,8 @@ sched *sched_new(const sched_config *cfg)
         s->cfg.tick_ms = 1000;
     if (s->cfg.lease_ms <= 0)
         s->cfg.lease_ms = 60000;
-    if (s->cfg.max_running <= 0)
-        s->cfg.max_running = 4;
+    if (s->cfg.max_running == 0)
+        s->cfg.max_running = 4;   /* negative: no scheduled runs, only sched_run_now */
     if (s->cfg.backoff_base_ms <= 0)
         s->cfg.backoff_base_ms = 30000;
     if (s->cfg.backoff_max_ms <= 0)

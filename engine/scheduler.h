@@ -33,7 +33,7 @@ typedef struct sched_config {
     store *db;
     int64_t tick_ms;          /* how often due jobs are looked for; 0 → 1000 */
     int64_t lease_ms;         /* a lease's life; 0 → 60000 */
-    int max_running;          /* scheduled runs at once in this process; 0 → 4 */
+    int max_running;          /* scheduled runs at once in this process; 0 → 4; negative: none */
     int64_t backoff_base_ms;  /* wait after a first failed run, doubling after each; 0 → 30000 */
     int64_t backoff_max_ms;   /* 0 → 3600000 */
     int64_t max_jitter_ms;    /* at most this much added to a run's time; 0 → 300000 */

@@ -815,6 +815,8 @@ static void kind_stop(void *ud, sched_run *sr, const char *why)
         event_free(r->timer);
     r->timer = NULL;
     drop_pending(r);
+    /* Not the connection's fault: its last_error and status stay as they are. */
+    r->lost = 1;
     ferr e = {0};
     ferr_set(&e, FERR_INTERNAL, "%s; the run resumes from its last checkpoint", why);
     /* Stopping for shutdown: due again at once, so the next process (or

@@ -51,7 +51,7 @@ end
 function M.start(fault, opts)
   opts = opts or {}
   return h.start_ferry{data = opts.data, providers = {opts.providers or (h.root .. "/tests/providers")},
-                       base_urls = {records_source = fault.url}, args = opts.args, env = opts.env}
+                       base_urls = {records_source = fault.url}, args = opts.args, env = opts.env, syncs = true}
 end
 
 -- POST /v1/connections for records_source; returns the connection id.
