@@ -1,5 +1,6 @@
 -- ingest_bench: the Lua side of bench/ingest. Its sync writes N records
--- (connection settings: count, seed, batch) through ctx.records.upsert and
+-- (connection settings: count, seed, batch; dry = "1" only generates them)
+-- through ctx.records.upsert and
 -- ctx.checkpoint, one checkpoint per batch, with realistic text (sentences
 -- of business words, 200 to 2,200 bytes, about 1.2 KB on average).
 -- bench/ingest_baseline.c builds exactly the same rows with the same
@@ -70,7 +71,8 @@ return {
   category = "developer",
   description = "Benchmark provider: a sync that writes generated records.",
   hosts = {"ingest.invalid"},
-  auth = {type = "api_key", field = "token", header = "Authorization", settings = {"count", "seed", "batch"}},
+  auth = {type = "api_key", field = "token", header = "Authorization",
+          settings = {"count", "seed", "batch", "dry"}},
   data_categories = {"projects"},
   tools = {
     sample = {
@@ -93,16 +95,19 @@ return {
         local n = tonumber(settings.count) or 200000
         local seed = tonumber(settings.seed) or 1
         local batch = tonumber(settings.batch) or 1000
+        local dry = settings.dry == "1"   -- generate only: what the Lua side costs
         local pool = pool_for(seed)
         local k = type(cursor) == "table" and cursor.next or 1
         while k <= n do
           local last = math.min(k + batch - 1, n)
           for i = k, last do
             local title, text = record(pool, seed, i)
-            local ok, err = ctx.records.upsert("doc", "d" .. i, {
-              title = title, text = text, updated_at = "2024-05-01T00:00:00Z", data = {n = i},
-            })
-            if not ok then return nil, err end
+            if not dry then
+              local ok, err = ctx.records.upsert("doc", "d" .. i, {
+                title = title, text = text, updated_at = "2024-05-01T00:00:00Z", data = {n = i},
+              })
+              if not ok then return nil, err end
+            end
           end
           k = last + 1
           local ok, err = ctx.checkpoint({next = k})
