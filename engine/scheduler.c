@@ -303,7 +303,14 @@ static void on_tick(evutil_socket_t fd, short events, void *arg)
     store_job jobs[16];
     due_list l = {jobs, 0, (size_t)(room < 16 ? room : 16)};
     ferr err = {0};
-    if (store_jobs_due(s->cfg.db, now, (int)l.cap, collect_due, &l, &err) < 0) {
+    /* Only kinds this process runs: a job of a kind it does not know
+     * must not take the slots of those it does. */
+    char kinds[MAX_KINDS * 40 + 4] = "[";
+    for (int i = 0; i < s->nkinds; i++)
+        snprintf(kinds + strlen(kinds), sizeof kinds - strlen(kinds), "%s\"%.30s\"", i ? "," : "",
+                 s->kinds[i]->name);
+    strcat(kinds, "]");
+    if (store_jobs_due(s->cfg.db, now, kinds, (int)l.cap, collect_due, &l, &err) < 0) {
         log_line *line = log_begin(LOG_WARN, "scheduler cannot read due jobs");
         log_str(line, "error", err.message);
         log_end(line);

@@ -87,7 +87,7 @@ static const char *const sql[Q_COUNT] = {
     [Q_JOB_LIST] = "SELECT " JOB_COLUMNS " FROM sched_jobs j WHERE j.kind = ?1 ORDER BY j.id",
     [Q_JOB_DUE] = "SELECT " JOB_COLUMNS " FROM sched_jobs j LEFT JOIN sched_leases l ON l.job_id = j.id"
                   " WHERE j.next_run_at <= ?1 AND (l.job_id IS NULL OR l.expires_at <= ?1)"
-                  " ORDER BY j.next_run_at LIMIT ?2",
+                  " AND j.kind IN (SELECT value FROM json_each(?3)) ORDER BY j.next_run_at LIMIT ?2",
     [Q_JOB_REQUEST] = "UPDATE sched_jobs SET next_run_at = min(next_run_at, ?2) WHERE id = ?1",
     [Q_JOB_FINISH] = "UPDATE sched_jobs SET next_run_at = ?2, failures = ?3, last_started_at = ?4,"
                      " last_ended_at = ?5, last_status = ?6, last_error = ?7 WHERE id = ?1",
@@ -357,13 +357,14 @@ int store_jobs_list(store *s, const char *kind, store_job_fn fn, void *ud, ferr 
     return each_job(s, st, fn, ud, err);
 }
 
-int store_jobs_due(store *s, int64_t now, int limit, store_job_fn fn, void *ud, ferr *err)
+int store_jobs_due(store *s, int64_t now, const char *kinds, int limit, store_job_fn fn, void *ud, ferr *err)
 {
     sqlite3_stmt *st = q(s, Q_JOB_DUE);
     if (!st)
         return db_fail(s, err, "preparing");
     sqlite3_bind_int64(st, 1, now);
     sqlite3_bind_int(st, 2, limit);
+    sqlite3_bind_text(st, 3, kinds, -1, SQLITE_STATIC);
     return each_job(s, st, fn, ud, err);
 }
 

@@ -52,8 +52,9 @@ int store_job_delete(store *s, const char *id, ferr *err);
 int store_job_get(store *s, const char *id, store_job *out, ferr *err);
 /* Every job of a kind. */
 int store_jobs_list(store *s, const char *kind, store_job_fn fn, void *ud, ferr *err);
-/* Jobs due at `now` whose lease is free or expired, soonest first. */
-int store_jobs_due(store *s, int64_t now, int limit, store_job_fn fn, void *ud, ferr *err);
+/* Jobs of `kinds` (a JSON array of names) due at `now` whose lease is free
+ * or expired, soonest first. */
+int store_jobs_due(store *s, int64_t now, const char *kinds, int limit, store_job_fn fn, void *ud, ferr *err);
 /* Makes a job due now (a manual run). not_found when there is no such job. */
 int store_job_request(store *s, const char *id, int64_t now, ferr *err);
 
