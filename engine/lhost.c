@@ -328,6 +328,11 @@ static void task_error(lhost_task *t, int status, ferr *e)
         ferr_set(e, c ? c : FERR_SCRIPT_ERROR, "%s", msg ? msg : code ? code : "script raised an error");
         if (code && !c)
             ferr_detail(e, "code", json_string(code));
+        /* A raised rate limit keeps its delay, as a returned one does. */
+        lua_pushliteral(co, "retry_after");
+        if (lua_rawget(co, top) == LUA_TNUMBER)
+            ferr_detail(e, "retry_after", json_real(lua_tonumber(co, -1)));
+        lua_pop(co, 1);
         return;
     }
     const char *msg = lua_type(co, top) == LUA_TSTRING || lua_type(co, top) == LUA_TNUMBER

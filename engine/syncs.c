@@ -598,9 +598,17 @@ static void error_from_value(lua_State *L, int idx, ferr *e)
         ferr_set(e, FERR_SCRIPT_ERROR, "the sync returned an error of type %s", luaL_typename(L, idx));
         return;
     }
-    lua_getfield(L, idx, "code");
-    lua_getfield(L, idx, "message");
-    lua_getfield(L, idx, "retry_after");
+    /* Raw reads: no metamethod of the script's runs here, outside its task. */
+    if (!lua_checkstack(L, 3)) {
+        ferr_set(e, FERR_SCRIPT_ERROR, "the sync returned an error");
+        return;
+    }
+    lua_pushliteral(L, "code");
+    lua_rawget(L, idx);
+    lua_pushliteral(L, "message");
+    lua_rawget(L, idx);
+    lua_pushliteral(L, "retry_after");
+    lua_rawget(L, idx);
     const char *code = lua_type(L, -3) == LUA_TSTRING ? lua_tostring(L, -3) : NULL;
     const char *msg = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
     ferr_code c = ferr_code_from_name(code);

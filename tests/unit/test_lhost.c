@@ -377,6 +377,8 @@ static void task_raising_a_coded_table_keeps_the_code(void)
 {
     lhost *h = new_host(0, 0);
     int forbidden = fn_ref(h, "return function() error({code = 'forbidden', message = 'x'}) end");
+    int limited = fn_ref(h, "return function() error({code = 'upstream_rate_limited', message = 'slow',"
+                            " retry_after = 20}) end");
     int custom = fn_ref(h, "return function() error({code = 'my_code', message = 'custom'}) end");
     int no_message = fn_ref(h, "return function() error({code = 'not_found'}) end");
     int non_string = fn_ref(h, "return function() error(true) end");
@@ -387,6 +389,12 @@ static void task_raising_a_coded_table_keeps_the_code(void)
     CHECK_INT(o.calls, 1);
     CHECK_INT(o.err.code, FERR_FORBIDDEN);
     CHECK_STR(o.err.message, "x");
+    outcome_clear(&o);
+
+    /* A raised rate limit keeps its delay. */
+    start(h, limited, NULL, NULL, &o, NULL);
+    CHECK_INT(o.err.code, FERR_UPSTREAM_RATE_LIMITED);
+    CHECK_INT(json_number_value(json_object_get(o.err.details, "retry_after")), 20);
     outcome_clear(&o);
 
     /* A code ferry does not know is a script_error that names it. */
