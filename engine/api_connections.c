@@ -47,6 +47,10 @@ typedef struct pending_create {
 static void reply_created(hreq *r, app *a, const store_connection *c)
 {
     const provider *p = providers_find(a->providers, c->integration);
+    /* Its syncs get their jobs now, so the first run comes within seconds. */
+    ferr ignore = {0};
+    syncs_reconcile(a->syncs, 0, &ignore);
+    ferr_clear(&ignore);
     hreq_reply_json(r, 201, connections_to_json(c, connections_rotation_days(a->db, c, p)));
 }
 

@@ -105,6 +105,9 @@ static void reply_connected(pending_callback *pc)
 {
     app *a = pc->a;
     const store_connection *c = &pc->conn;
+    ferr ignore = {0};
+    syncs_reconcile(a->syncs, 0, &ignore);   /* its syncs' jobs, so they run within seconds */
+    ferr_clear(&ignore);
     if (pc->json) {
         const provider *p = providers_find(a->providers, c->integration);
         hreq_reply_json(pc->r, 201, connections_to_json(c, connections_rotation_days(a->db, c, p)));

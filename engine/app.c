@@ -110,6 +110,27 @@ int app_open(app *a, const app_config *cfg, ferr *err)
     a->approvals = approvals_new(a->db, a->vault, a->audit, a->calls, a->providers, a->base, a->cfg.approval_ttl_seconds);
     if (!a->approvals)
         return ferr_set(err, FERR_INTERNAL, "out of memory");
+    sched_config sc = {.base = a->base, .db = a->db, .tick_ms = a->cfg.sched_tick_ms,
+                       .lease_ms = a->cfg.sync_lease_ms, .max_running = a->cfg.sync_concurrency,
+                       .backoff_base_ms = a->cfg.sync_backoff_ms};
+    a->sched = sched_new(&sc);
+    if (!a->sched)
+        return ferr_set(err, FERR_INTERNAL, "out of memory");
+    syncs_config yc = {
+        .providers = a->providers,
+        .svc = cc.svc,
+        .vault = a->vault,
+        .audit = a->audit,
+        .sched = a->sched,
+        .chunk_size = a->cfg.chunk_size,
+        .chunk_overlap = a->cfg.chunk_overlap == 0 ? -1 : a->cfg.chunk_overlap < 0 ? 0 : a->cfg.chunk_overlap,
+        .max_attempts = a->cfg.sync_attempts,
+        .retry_base_ms = a->cfg.sync_retry_ms,
+        .slice_ms = a->cfg.script_cpu_ms,
+    };
+    a->syncs = syncs_new(&yc);
+    if (!a->syncs)
+        return ferr_set(err, FERR_INTERNAL, "out of memory");
     a->agent = (agent_deps){.db = a->db, .providers = a->providers, .calls = a->calls, .policy = a->policy,
                             .approvals = a->approvals};
     return 0;
@@ -158,6 +179,10 @@ static void on_signal(evutil_socket_t sig, short events, void *arg)
         return;
     }
     a->draining = 1;
+    /* Sync runs stop now, not when they finish: what they have not
+     * checkpointed is replayed by the next run, which may start at once in
+     * another process. */
+    sched_stop(a->sched, "ferry is shutting down");
     log_line *l = log_begin(LOG_INFO, "draining");
     log_str(l, "signal", sig == SIGINT ? "SIGINT" : "SIGTERM");
     log_int(l, "calls_in_flight", (long long)calls_in_flight(a->calls));
@@ -187,6 +212,9 @@ int app_serve(app *a, ferr *err)
     if (!a->mcp)
         return -1;
     mcp_server_register(a->server);
+    api_syncs_register(a->server);
+    if (syncs_start(a->syncs, err) < 0 || sched_start(a->sched, err) < 0)
+        return -1;
     if (!a->cfg.public_url) {
         char url[300];
         snprintf(url, sizeof url, "http://%s", hserver_address(a->server));
@@ -243,7 +271,10 @@ void app_close(app *a)
         event_free(a->sigterm);
     if (a->drain_timer)
         event_free(a->drain_timer);
-    /* Calls first: ending one answers its HTTP request, which must still
+    /* Sync runs first (they stop, and record how), then the scheduler. */
+    syncs_free(a->syncs);
+    sched_free(a->sched);
+    /* Calls next: ending one answers its HTTP request, which must still
      * exist. */
     calls_free(a->calls);
     /* Then sign-ins still exchanging their code: they answer too. */

@@ -17,7 +17,9 @@
 #include "oauth.h"
 #include "policy.h"
 #include "providers.h"
+#include "scheduler.h"
 #include "store.h"
+#include "syncs.h"
 #include "vault.h"
 
 typedef struct app_config {
@@ -41,6 +43,15 @@ typedef struct app_config {
     int oauth_refresh_interval_s;      /* 0 → 60; negative: no refresh timer (CLI) */
     const char **mcp_allowed_origins;  /* Origins /mcp accepts besides ferry's own; NULL-terminated, may be NULL */
     size_t mcp_page_size;              /* tools per MCP tools/list page; 0 → 100 */
+    /* The scheduler and syncs (docs/sync.md); 0 → their defaults. */
+    int64_t sched_tick_ms;             /* 1000 */
+    int64_t sync_lease_ms;             /* 60000 */
+    int sync_concurrency;              /* 4 scheduled runs at once; negative: none (manual runs only) */
+    int64_t sync_backoff_ms;           /* 30000: after a failed run, doubling */
+    int64_t sync_retry_ms;             /* 1000: between attempts within a run, doubling */
+    int sync_attempts;                 /* 4 */
+    size_t chunk_size;                 /* 1000 bytes */
+    long chunk_overlap;                /* 0 → 100 bytes; negative: none */
 } app_config;
 
 typedef struct app {
@@ -57,6 +68,8 @@ typedef struct app {
     oauth *oauth;
     calls *calls;
     approvals *approvals;
+    sched *sched;
+    syncs *syncs;
     agent_deps agent;
     hserver *server;                   /* only when serving */
     mcp_server *mcp;                   /* only when serving */
@@ -81,5 +94,6 @@ void api_connections_register(hserver *hs);
 void api_context_register(hserver *hs);
 void api_governance_register(hserver *hs);
 void api_oauth_register(hserver *hs);
+void api_syncs_register(hserver *hs);
 
 #endif

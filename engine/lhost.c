@@ -52,7 +52,9 @@ struct lhost_task {
     char label[96];
     double cpu_used_ms;
     double resumed_at_ms;
-    int killed;
+    unsigned cpu_cap_ms;       /* the whole task's CPU */
+    unsigned slice_cap_ms;     /* CPU between two waits; 0: no such cap */
+    int killed;                /* 1: past cpu_cap_ms, 2: past slice_cap_ms */
     int can_wait;
     int waiting;
     lhost_cancel_fn cancel;
@@ -256,15 +258,18 @@ static void count_hook(lua_State *L, lua_Debug *ar)
     if (!t)
         return;
     if (!t->killed) {
-        double used = t->cpu_used_ms + (cpu_now_ms() - t->resumed_at_ms);
-        if (used < (double)h->cpu_ms) {
+        double slice = cpu_now_ms() - t->resumed_at_ms;
+        double used = t->cpu_used_ms + slice;
+        if (t->slice_cap_ms && slice >= (double)t->slice_cap_ms)
+            t->killed = 2;
+        else if (used < (double)t->cpu_cap_ms) {
             /* A thread left over from a killed task may still tick every
              * instruction; put it back to the normal rate. */
             if (lua_gethookcount(L) != HOOK_EVERY)
                 lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
             return;
-        }
-        t->killed = 1;
+        } else
+            t->killed = 1;
     }
     /* From now on every instruction raises, so a script that catches the
      * error with pcall cannot keep running. */
@@ -302,8 +307,13 @@ static void task_error(lhost_task *t, int status, ferr *e)
 {
     lhost *h = t->h;
     lua_State *co = t->co;
+    if (t->killed == 2) {
+        ferr_set(e, FERR_SCRIPT_TIMEOUT, "script ran %u ms without waiting for anything (its limit between waits)",
+                 t->slice_cap_ms);
+        return;
+    }
     if (t->killed) {
-        ferr_set(e, FERR_SCRIPT_TIMEOUT, "script ran longer than its CPU limit of %u ms", h->cpu_ms);
+        ferr_set(e, FERR_SCRIPT_TIMEOUT, "script ran longer than its CPU limit of %u ms", t->cpu_cap_ms);
         return;
     }
     if (status == LUA_ERRMEM) {
@@ -318,6 +328,11 @@ static void task_error(lhost_task *t, int status, ferr *e)
         ferr_set(e, c ? c : FERR_SCRIPT_ERROR, "%s", msg ? msg : code ? code : "script raised an error");
         if (code && !c)
             ferr_detail(e, "code", json_string(code));
+        /* A raised rate limit keeps its delay, as a returned one does. */
+        lua_pushliteral(co, "retry_after");
+        if (lua_rawget(co, top) == LUA_TNUMBER)
+            ferr_detail(e, "retry_after", json_real(lua_tonumber(co, -1)));
+        lua_pop(co, 1);
         return;
     }
     const char *msg = lua_type(co, top) == LUA_TSTRING || lua_type(co, top) == LUA_TNUMBER
@@ -455,7 +470,7 @@ static int start_protected(lua_State *L)
 
 static int task_start(lhost *h, int fn_ref, lhost_push_fn push, void *push_ud, lhost_done_fn done,
                               void *done_arg, void *owner, const char *request_id, const char *label,
-                              int can_wait, lhost_task **out, ferr *err)
+                              int can_wait, const lhost_task_limits *limits, lhost_task **out, ferr *err)
 {
     lhost_task *t = calloc(1, sizeof *t);
     if (!t) {
@@ -480,6 +495,8 @@ static int task_start(lhost *h, int fn_ref, lhost_push_fn push, void *push_ud, l
     t->done_arg = done_arg;
     t->owner = owner;
     t->can_wait = can_wait;
+    t->cpu_cap_ms = limits && limits->cpu_ms ? limits->cpu_ms : h->cpu_ms;
+    t->slice_cap_ms = limits ? limits->slice_ms : 0;
     snprintf(t->request_id, sizeof t->request_id, "%s", request_id ? request_id : "");
     snprintf(t->label, sizeof t->label, "%s", label ? label : "");
     lua_sethook(t->co, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
@@ -497,7 +514,15 @@ int lhost_task_start(lhost *h, int fn_ref, lhost_push_fn push_args, void *push_u
                      void *done_arg, void *owner, const char *request_id, const char *label,
                      lhost_task **out, ferr *err)
 {
-    return task_start(h, fn_ref, push_args, push_ud, done, done_arg, owner, request_id, label, 1, out, err);
+    return task_start(h, fn_ref, push_args, push_ud, done, done_arg, owner, request_id, label, 1, NULL, out, err);
+}
+
+int lhost_task_start_limited(lhost *h, int fn_ref, lhost_push_fn push_args, void *push_ud, lhost_done_fn done,
+                             void *done_arg, void *owner, const char *request_id, const char *label,
+                             const lhost_task_limits *limits, lhost_task **out, ferr *err)
+{
+    return task_start(h, fn_ref, push_args, push_ud, done, done_arg, owner, request_id, label, 1, limits, out,
+                      err);
 }
 
 int lhost_can_wait(lua_State *L)
@@ -612,7 +637,7 @@ int lhost_run_chunk(lhost *h, const char *src, size_t len, const char *chunkname
         return ferr_set(err, FERR_SCRIPT_MEMORY, "out of memory loading %s", chunkname);
     chunk_result r = {.err = err};
     const char *label = chunkname[0] == '@' || chunkname[0] == '=' ? chunkname + 1 : chunkname;
-    task_start(h, ref, NULL, NULL, chunk_done, &r, NULL, NULL, label, 0, NULL, err);
+    task_start(h, ref, NULL, NULL, chunk_done, &r, NULL, NULL, label, 0, NULL, NULL, err);
     luaL_unref(h->L, LUA_REGISTRYINDEX, ref);
     return r.ok ? 0 : -1;
 }

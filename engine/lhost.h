@@ -74,6 +74,18 @@ int lhost_task_start(lhost *h, int fn_ref, lhost_push_fn push_args, void *push_u
                       lhost_done_fn done, void *done_arg, void *owner,
                       const char *request_id, const char *label, lhost_task **out, ferr *err);
 
+/* A long task (a sync run) gets a larger CPU budget for its whole life,
+ * and a cap on the CPU it may use between two waits instead, so it cannot
+ * hold the loop while it runs for minutes. */
+typedef struct lhost_task_limits {
+    unsigned cpu_ms;       /* whole task; 0: the state's cap */
+    unsigned slice_ms;     /* between two waits; 0: none */
+} lhost_task_limits;
+
+int lhost_task_start_limited(lhost *h, int fn_ref, lhost_push_fn push_args, void *push_ud, lhost_done_fn done,
+                             void *done_arg, void *owner, const char *request_id, const char *label,
+                             const lhost_task_limits *limits, lhost_task **out, ferr *err);
+
 /* The task whose code is running in `h` right now, or NULL. */
 lhost_task *lhost_running(lhost *h);
 void *lhost_task_owner(const lhost_task *t);

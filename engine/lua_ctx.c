@@ -71,13 +71,17 @@ static void push_shared(lua_State *L)
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &shared_key) != LUA_TNIL)
         return;
     lua_pop(L, 1);
-    lua_createtable(L, 0, 3);
+    lua_createtable(L, 0, 5);
     lua_http_push(L);
     lua_setfield(L, -2, "http");
     lua_log_push(L);
     lua_setfield(L, -2, "log");
     lua_store_push(L);
     lua_setfield(L, -2, "store");
+    lua_records_push(L);
+    lua_setfield(L, -2, "records");
+    lua_checkpoint_push(L);
+    lua_setfield(L, -2, "checkpoint");
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &shared_key);
 }
@@ -86,8 +90,8 @@ void lua_ctx_push(lua_State *L, const lua_ctx *c)
 {
     push_shared(L);
     lua_createtable(L, 0, 8);
-    static const char *const shared[] = {"http", "log", "store"};
-    for (int i = 0; i < 3; i++) {
+    static const char *const shared[] = {"http", "log", "store", "records", "checkpoint"};
+    for (int i = 0; i < 5; i++) {
         lua_getfield(L, -2, shared[i]);
         lua_setfield(L, -2, shared[i]);
     }
@@ -125,6 +129,14 @@ void lua_ctx_push(lua_State *L, const lua_ctx *c)
         }
         lua_setfield(L, -2, "settings");
         lua_setfield(L, -2, "connection");
+    }
+    if (c->sync_name) {
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, c->sync_name);
+        lua_setfield(L, -2, "name");
+        lua_pushstring(L, c->run_id ? c->run_id : "");
+        lua_setfield(L, -2, "run_id");
+        lua_setfield(L, -2, "sync");
     }
     if (c->who) {
         lua_createtable(L, 0, 3);

@@ -3,7 +3,8 @@
  *
  *   ctx.http.request{...}   lua_http.c     ctx.log(...)        lua_log.c
  *   ctx.store.get/set       lua_store.c    ctx.connection      (no secrets)
- *   ctx.request_id, ctx.tool, ctx.caller = {user, team, role}
+ *   ctx.records.upsert/delete, ctx.checkpoint   lua_records.c (sync runs)
+ *   ctx.request_id, ctx.tool, ctx.caller = {user, team, role}, ctx.sync
  *
  * The function tables are shared by every call of a provider; a primitive
  * learns which call it serves from the task that is running. Scripts never
@@ -38,6 +39,10 @@ typedef struct lua_ctx {
     const store_connection *conn;  /* NULL when the provider needs none */
     credentials *creds;            /* opened secrets: C only, never pushed into Lua; the
                                       call's, replaced after an OAuth refresh */
+    struct sync_run *sync;         /* the sync run this task is, or NULL (a tool call) */
+    const char *sync_name;         /* ctx.sync = {name, run_id} for a sync run */
+    const char *run_id;
+    unsigned long requests;        /* ctx.http.request calls made (a sync run counts them) */
 } lua_ctx;
 
 /* Pushes a new ctx for `c` (protected mode: may raise on memory). */
@@ -58,5 +63,7 @@ void lua_ctx_push_ferr(lua_State *L, const ferr *e);
 void lua_http_push(lua_State *L);
 void lua_log_push(lua_State *L);
 void lua_store_push(lua_State *L);
+void lua_records_push(lua_State *L);      /* ctx.records */
+void lua_checkpoint_push(lua_State *L);   /* ctx.checkpoint */
 
 #endif

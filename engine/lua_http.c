@@ -643,6 +643,7 @@ static int l_request(lua_State *L)
         ferr_set(&err, FERR_INTERNAL, "out of memory");
         goto out;
     }
+    c->requests++;
     p->task = lhost_running(lhost_from(L));
     p->http = c->svc->http;
     p->creds = c->creds;

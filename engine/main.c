@@ -13,6 +13,8 @@
 #include "kit.h"
 #include "log.h"
 #include "provider.h"
+#include "search.h"
+#include "store_sync.h"
 #include "vault.h"
 
 #define EXIT_USER 1
@@ -55,8 +57,33 @@ enum {
     OPT_CPU, OPT_MEMORY, OPT_DRAIN, OPT_MAX_IN_FLIGHT, OPT_CA_FILE, OPT_METRICS_PUBLIC, OPT_USER, OPT_TEAM,
     OPT_ROLE, OPT_CONNECTION, OPT_HELP, OPT_USER_RATE, OPT_USER_BURST, OPT_TEAM_RATE, OPT_TEAM_BURST, OPT_APPROVAL_TTL,
     OPT_BUSY_TIMEOUT, OPT_PUBLIC_URL, OPT_REFRESH_MARGIN, OPT_REFRESH_INTERVAL, OPT_CLIENT_ID, OPT_CLIENT_SECRET,
-    OPT_AUTHORIZE_URL, OPT_TOKEN_URL, OPT_REVOKE_URL, OPT_MCP_ORIGIN, OPT_MCP_PAGE_SIZE
+    OPT_AUTHORIZE_URL, OPT_TOKEN_URL, OPT_REVOKE_URL, OPT_MCP_ORIGIN, OPT_MCP_PAGE_SIZE, OPT_SCHED_TICK,
+    OPT_SYNC_LEASE, OPT_SYNC_CONCURRENCY, OPT_SYNC_BACKOFF, OPT_SYNC_RETRY, OPT_SYNC_ATTEMPTS, OPT_CHUNK_SIZE,
+    OPT_CHUNK_OVERLAP, OPT_CATEGORY, OPT_INTEGRATION_FILTER, OPT_LIMIT
 };
+
+/* Options of the commands that run syncs (serve, syncs run). */
+#define SYNC_OPTIONS                                                                                  \
+    {"sched-tick-ms", required_argument, 0, OPT_SCHED_TICK},                                         \
+        {"sync-lease-ms", required_argument, 0, OPT_SYNC_LEASE},                                     \
+        {"sync-concurrency", required_argument, 0, OPT_SYNC_CONCURRENCY},                            \
+        {"sync-backoff-ms", required_argument, 0, OPT_SYNC_BACKOFF},                                 \
+        {"sync-retry-ms", required_argument, 0, OPT_SYNC_RETRY},                                     \
+        {"sync-attempts", required_argument, 0, OPT_SYNC_ATTEMPTS},                                  \
+        {"chunk-size", required_argument, 0, OPT_CHUNK_SIZE},                                        \
+        {"chunk-overlap", required_argument, 0, OPT_CHUNK_OVERLAP}
+
+static const char sync_help[] =
+    "  --sched-tick-ms N       how often due sync jobs are looked for (default 1000)\n"
+    "  --sync-lease-ms N       a run's lease: another process takes over a run whose\n"
+    "                          process stopped after this long (default 60000)\n"
+    "  --sync-concurrency N    scheduled sync runs at once in this process (default 4;\n"
+    "                          0: none, syncs run only when asked)\n"
+    "  --sync-backoff-ms N     wait after a failed run, doubling (default 30000)\n"
+    "  --sync-retry-ms N       wait between attempts within a run, doubling (default 1000)\n"
+    "  --sync-attempts N       attempts per run for transient errors (default 4)\n"
+    "  --chunk-size BYTES      search chunks of record text (default 1000)\n"
+    "  --chunk-overlap BYTES   overlap between chunks (default 100)\n";
 
 #define COMMON_OPTIONS                                                                               \
     {"data", required_argument, 0, OPT_DATA}, {"providers", required_argument, 0, OPT_PROVIDERS},    \
@@ -112,6 +139,55 @@ static int common_option(common *c, int opt, const char *arg)
         if ((v = parse_positive(arg, "--max-response-mb")) < 0)
             return -1;
         c->cfg.max_response = (size_t)v << 20;
+        return 1;
+    }
+    return 0;
+}
+
+/* 1 handled, 0 not a sync option, -1 bad value. */
+static int sync_option(common *c, int opt, const char *arg)
+{
+    long v;
+    if (opt == OPT_SYNC_CONCURRENCY) {
+        char *end;
+        v = strtol(arg, &end, 10);
+        if (!*arg || *end || v < 0) {
+            fprintf(stderr, "ferry: --sync-concurrency must be an integer >= 0\n");
+            return -1;
+        }
+        c->cfg.sync_concurrency = v ? (int)v : -1;
+        return 1;
+    }
+    if (opt == OPT_CHUNK_OVERLAP) {
+        char *end;
+        v = strtol(arg, &end, 10);
+        if (!*arg || *end || v < 0) {
+            fprintf(stderr, "ferry: --chunk-overlap must be an integer >= 0\n");
+            return -1;
+        }
+        c->cfg.chunk_overlap = v ? v : -1;
+        return 1;
+    }
+    static const struct {
+        int opt;
+        const char *name;
+    } names[] = {{OPT_SCHED_TICK, "--sched-tick-ms"},     {OPT_SYNC_LEASE, "--sync-lease-ms"},
+                 {OPT_SYNC_BACKOFF, "--sync-backoff-ms"},
+                 {OPT_SYNC_RETRY, "--sync-retry-ms"},      {OPT_SYNC_ATTEMPTS, "--sync-attempts"},
+                 {OPT_CHUNK_SIZE, "--chunk-size"}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (names[i].opt != opt)
+            continue;
+        if ((v = parse_positive(arg, names[i].name)) < 0)
+            return -1;
+        switch (opt) {
+        case OPT_SCHED_TICK: c->cfg.sched_tick_ms = v; break;
+        case OPT_SYNC_LEASE: c->cfg.sync_lease_ms = v; break;
+        case OPT_SYNC_BACKOFF: c->cfg.sync_backoff_ms = v; break;
+        case OPT_SYNC_RETRY: c->cfg.sync_retry_ms = v; break;
+        case OPT_SYNC_ATTEMPTS: c->cfg.sync_attempts = (int)v; break;
+        default: c->cfg.chunk_size = (size_t)v; break;
+        }
         return 1;
     }
     return 0;
@@ -178,6 +254,7 @@ static int cmd_serve(int argc, char **argv)
         {"oauth-refresh-interval-seconds", required_argument, 0, OPT_REFRESH_INTERVAL},
         {"mcp-allowed-origin", required_argument, 0, OPT_MCP_ORIGIN},
         {"mcp-page-size", required_argument, 0, OPT_MCP_PAGE_SIZE},
+        SYNC_OPTIONS,
         {0, 0, 0, 0}};
     common c = {0};
     list origins = {0};
@@ -185,6 +262,8 @@ static int cmd_serve(int argc, char **argv)
     long v;
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         int handled = common_option(&c, opt, optarg);
+        if (!handled)
+            handled = sync_option(&c, opt, optarg);
         if (handled < 0)
             return EXIT_USAGE;
         if (handled)
@@ -261,7 +340,7 @@ static int cmd_serve(int argc, char **argv)
                 return EXIT_USAGE;
             c.cfg.mcp_page_size = (size_t)v;
             break;
-        case OPT_HELP: printf("%s%s", serve_help, common_help); return 0;
+        case OPT_HELP: printf("%s%s%s", serve_help, sync_help, common_help); return 0;
         default: fprintf(stderr, "%s", serve_help); return EXIT_USAGE;
         }
     }
@@ -947,6 +1026,183 @@ static int cmd_migrate(int argc, char **argv)
     return 0;
 }
 
+/* ---- syncs and search ---- */
+
+static const char syncs_help[] =
+    "usage: ferry syncs list --user NAME --team NAME [--connection ID]\n"
+    "       ferry syncs show CONNECTION SYNC --user NAME --team NAME\n"
+    "       ferry syncs run CONNECTION SYNC [--user NAME --team NAME]\n"
+    "list and show print sync jobs (cursor, records, last run) as JSON; run runs one\n"
+    "sync now in this process, waits for it and prints the run (exit 1 unless it\n"
+    "succeeded, or when a run already holds it, here or in a serving ferry).\n";
+
+typedef struct cli_sync {
+    int ended;
+} cli_sync;
+
+static void on_cli_sync_end(void *ud, const char *run_id)
+{
+    (void)run_id;
+    ((cli_sync *)ud)->ended = 1;
+}
+
+static int cmd_syncs(int argc, char **argv)
+{
+    static const struct option opts[] = {COMMON_OPTIONS, SYNC_OPTIONS,
+                                         {"user", required_argument, 0, OPT_USER},
+                                         {"team", required_argument, 0, OPT_TEAM},
+                                         {"connection", required_argument, 0, OPT_CONNECTION},
+                                         {0, 0, 0, 0}};
+    common c = {0};
+    const char *user = NULL, *team = NULL, *connection = NULL;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        int handled = common_option(&c, opt, optarg);
+        if (!handled)
+            handled = sync_option(&c, opt, optarg);
+        if (handled < 0)
+            return EXIT_USAGE;
+        if (handled)
+            continue;
+        switch (opt) {
+        case OPT_USER: user = optarg; break;
+        case OPT_TEAM: team = optarg; break;
+        case OPT_CONNECTION: connection = optarg; break;
+        case OPT_HELP: printf("%s%s%s", syncs_help, sync_help, common_help); return 0;
+        default: fprintf(stderr, "%s", syncs_help); return EXIT_USAGE;
+        }
+    }
+    const char *sub = optind < argc ? argv[optind] : "";
+    int list = strcmp(sub, "list") == 0 && optind + 1 == argc;
+    int show = strcmp(sub, "show") == 0 && optind + 3 == argc;
+    int run = strcmp(sub, "run") == 0 && optind + 3 == argc;
+    if ((!list && !show && !run) || (!user) != (!team) || (!run && !user)) {
+        fprintf(stderr, "%s", syncs_help);
+        return EXIT_USAGE;
+    }
+    if (common_finish(&c, "warn") < 0)
+        return EXIT_USAGE;
+    c.cfg.oauth_refresh_interval_s = -1;
+    app a;
+    ferr e = {0};
+    int rc = EXIT_USER;
+    principal who;
+    json_t *out = NULL;
+    if (app_open(&a, &c.cfg, &e) < 0)
+        goto done;
+    if (user && store_principal_find(a.db, user, team, &who) != 0) {
+        ferr_set(&e, FERR_NOT_FOUND, "no user %s in team %s", user, team);
+        goto done;
+    }
+    if (list) {
+        out = syncs_list(a.syncs, &who, connection, &e);
+        rc = out ? 0 : EXIT_USER;
+    } else if (show) {
+        out = syncs_get(a.syncs, &who, argv[optind + 1], argv[optind + 2], 20, &e);
+        rc = out ? 0 : EXIT_USER;
+    } else {
+        cli_sync st = {0};
+        syncs_on_end(a.syncs, on_cli_sync_end, &st);
+        json_t *started = NULL;
+        if (syncs_run_now(a.syncs, user ? &who : NULL, argv[optind + 1], argv[optind + 2], &started, &e) < 0)
+            goto done;
+        json_t *runj = json_object_get(started, "run");
+        char run_id[40];
+        snprintf(run_id, sizeof run_id, "%s", json_string_value(json_object_get(runj, "id")));
+        if (!json_is_true(json_object_get(started, "started"))) {
+            fprintf(stderr, "ferry: run %s of this sync is in progress already\n", run_id);
+            out = started;
+            goto done;
+        }
+        json_decref(started);
+        app_run_until(&a, &st.ended);
+        store_sync_run rec;
+        if (store_sync_run_get(a.db, run_id, &rec, &e) == 0) {
+            out = json_pack("{s:o}", "run", syncs_run_json(&rec));
+            rc = strcmp(rec.status, "succeeded") == 0 ? 0 : EXIT_USER;
+        }
+    }
+done:
+    if (out)
+        print_json(out);
+    json_decref(out);
+    if (e.code)
+        fprintf(stderr, "ferry: %s\n", e.message);
+    app_close(&a);
+    ferr_clear(&e);
+    return rc;
+}
+
+static const char search_help[] =
+    "usage: ferry search 'WORDS' --user NAME --team NAME [--category C] [--integration SLUG] [--limit N]\n"
+    "Searches synced records as that user would (their permissions apply) and\n"
+    "prints the ranked hits as JSON.\n";
+
+static int cmd_search(int argc, char **argv)
+{
+    static const struct option opts[] = {COMMON_OPTIONS,
+                                         {"user", required_argument, 0, OPT_USER},
+                                         {"team", required_argument, 0, OPT_TEAM},
+                                         {"category", required_argument, 0, OPT_CATEGORY},
+                                         {"integration", required_argument, 0, OPT_INTEGRATION_FILTER},
+                                         {"limit", required_argument, 0, OPT_LIMIT},
+                                         {0, 0, 0, 0}};
+    common c = {0};
+    const char *user = NULL, *team = NULL;
+    search_request req = {0};
+    int opt;
+    long v;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        int handled = common_option(&c, opt, optarg);
+        if (handled < 0)
+            return EXIT_USAGE;
+        if (handled)
+            continue;
+        switch (opt) {
+        case OPT_USER: user = optarg; break;
+        case OPT_TEAM: team = optarg; break;
+        case OPT_CATEGORY: req.category = optarg; break;
+        case OPT_INTEGRATION_FILTER: req.integration = optarg; break;
+        case OPT_LIMIT:
+            if ((v = parse_positive(optarg, "--limit")) < 0)
+                return EXIT_USAGE;
+            req.limit = (int)v;
+            break;
+        case OPT_HELP: printf("%s%s", search_help, common_help); return 0;
+        default: fprintf(stderr, "%s", search_help); return EXIT_USAGE;
+        }
+    }
+    if (optind + 1 != argc || !user || !team) {
+        fprintf(stderr, "%s", search_help);
+        return EXIT_USAGE;
+    }
+    req.q = argv[optind];
+    if (common_finish(&c, "warn") < 0)
+        return EXIT_USAGE;
+    c.cfg.oauth_refresh_interval_s = -1;
+    app a;
+    ferr e = {0};
+    int rc = EXIT_USER;
+    principal who;
+    if (app_open(&a, &c.cfg, &e) == 0) {
+        if (store_principal_find(a.db, user, team, &who) != 0)
+            ferr_set(&e, FERR_NOT_FOUND, "no user %s in team %s", user, team);
+        else {
+            json_t *out = search_run(a.db, a.policy, a.providers, &who, &req, &e);
+            if (out) {
+                print_json(out);
+                json_decref(out);
+                rc = 0;
+            }
+        }
+    }
+    if (e.code)
+        fprintf(stderr, "ferry: %s\n", e.message);
+    app_close(&a);
+    ferr_clear(&e);
+    return rc;
+}
+
 static const char main_help[] =
     "usage: ferry COMMAND [options]   (ferry COMMAND --help for more)\n"
     "  serve                      serve the HTTP API\n"
@@ -955,6 +1211,8 @@ static const char main_help[] =
     "  tool call NAME 'JSON'      run one tool locally and print its result\n"
     "  connections add|list|remove  manage connections to integrations\n"
     "  oauth set-client SLUG      set an integration's OAuth client\n"
+    "  syncs list|show|run        sync jobs: their state, and running one now\n"
+    "  search 'WORDS'             search synced records as a user\n"
     "  vault rotate               new master key, every data key re-wrapped\n"
     "  migrate                    apply store migrations and exit\n"
     "  version                    print the version\n";
@@ -988,6 +1246,10 @@ int main(int argc, char **argv)
         return cmd_vault(argc, argv);
     if (strcmp(cmd, "oauth") == 0)
         return cmd_oauth(argc, argv);
+    if (strcmp(cmd, "syncs") == 0)
+        return cmd_syncs(argc, argv);
+    if (strcmp(cmd, "search") == 0)
+        return cmd_search(argc, argv);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("ferry %s\n", FERRY_VERSION);
         return 0;

@@ -36,6 +36,11 @@ static const family_def defs[METRIC_COUNT] = {
                               {"route", "status"}},
     [METRIC_LUA_MEMORY_BYTES] = {"ferry_lua_memory_bytes", "Memory held by each provider's Lua state.", GAUGE,
                                  1, {"provider"}},
+    [METRIC_SYNC_RUNS] = {"ferry_sync_runs_total", "Sync runs by sync (<slug>:sync:<name>) and how they ended.",
+                          COUNTER, 2, {"sync", "status"}},
+    [METRIC_SYNC_RECORDS] = {"ferry_sync_records_total", "Records committed by syncs: added, updated, deleted.",
+                             COUNTER, 2, {"sync", "change"}},
+    [METRIC_SYNCS_RUNNING] = {"ferry_syncs_running", "Sync runs in progress in this process.", GAUGE, 0, {0}},
 };
 
 typedef struct series {

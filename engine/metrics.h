@@ -19,6 +19,9 @@ typedef enum metric_id {
     METRIC_UPSTREAM_SECONDS,    /* histogram {host} */
     METRIC_HTTP_REQUESTS,       /* counter  {route, status} */
     METRIC_LUA_MEMORY_BYTES,    /* gauge    {provider} */
+    METRIC_SYNC_RUNS,           /* counter  {sync, status} */
+    METRIC_SYNC_RECORDS,        /* counter  {sync, change} */
+    METRIC_SYNCS_RUNNING,       /* gauge */
     METRIC_COUNT
 } metric_id;
 

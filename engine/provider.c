@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 #include <lauxlib.h>
 
+#include "cron.h"
 #include "lua_json.h"
 
 #define MAX_TOOL_NAME 64
@@ -305,26 +306,6 @@ static void load_tool(loader *ld, int tool, const char *name, provider_tool *out
     }
 }
 
-static int valid_every(const char *s)
-{
-    /* "90s", "15m", "1h", "1d" — or five cron fields (checked fully by the
-     * scheduler; here only their count). */
-    char *end;
-    long n = strtol(s, &end, 10);
-    if (end != s && n > 0 && end[0] && strchr("smhd", end[0]) && end[1] == 0)
-        return 1;
-    int fields = 0, in_field = 0;
-    for (const char *p = s; *p; p++) {
-        if (*p == ' ' || *p == '\t')
-            in_field = 0;
-        else if (!in_field) {
-            in_field = 1;
-            fields++;
-        }
-    }
-    return fields == 5;
-}
-
 static void load_sync(loader *ld, int sync, const char *name, provider_sync *out)
 {
     lua_State *L = ld->L;
@@ -335,10 +316,12 @@ static void load_sync(loader *ld, int sync, const char *name, provider_sync *out
     check_fields(ld, sync, where, sync_fields);
     snprintf(where, sizeof where, "syncs.%s.", name);
     out->every = string_field(ld, sync, where, "every", 1);
-    if (out->every && !valid_every(out->every))
-        problem(ld, "syncs.%s.every: \"%s\" is neither an interval like \"15m\" nor a 5-field cron expression",
-                name, out->every);
+    cron_schedule when;
+    char why[200];
+    if (out->every && cron_parse(out->every, &when, why, sizeof why) < 0)
+        problem(ld, "syncs.%s.every: %s", name, why);
     out->category = string_field(ld, sync, where, "category", 1);
+    out->description = string_field(ld, sync, where, "description", 0);
     if (raw_field(L, sync, "run") == LUA_TFUNCTION)
         out->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     else {
@@ -843,6 +826,7 @@ void provider_free(provider *p)
         free(p->syncs[i].name);
         free(p->syncs[i].every);
         free(p->syncs[i].category);
+        free(p->syncs[i].description);
     }
     free(p->syncs);
     free_list(p->hosts, p->nhosts);

@@ -34,7 +34,8 @@ typedef struct provider_tool {
 typedef struct provider_sync {
     char *name;
     char *every;           /* "15m" or a 5-field cron expression */
-    char *category;
+    char *category;        /* doc_category of its records */
+    char *description;     /* may be NULL */
     int run_ref;
 } provider_sync;
 

@@ -9,6 +9,8 @@
 
 #include <sqlite3.h>
 
+#include "store_internal.h"
+
 /* Migration N takes the schema from version N to N+1. Never edit one that
  * has shipped; append a new one. */
 static const char *const migrations[] = {
@@ -197,6 +199,101 @@ static const char *const migrations[] = {
     "  created_at INTEGER NOT NULL);"
     "CREATE INDEX token_refresh_logs_connection ON token_refresh_logs(connection_id, id);"
     "ALTER TABLE connections ADD COLUMN token_expires_at INTEGER;",
+
+    /* 4 → 5: the scheduler, syncs, records and search (docs/sync.md).
+     * sched_jobs: what runs when (syncs now; MCP re-syncs plug in with a
+     * kind of their own); sched_leases: at most one run per job, held by a
+     * process until it expires (a crashed run is taken over). records are
+     * unique per (connection, kind, external_id); their text is split into
+     * document_chunks, indexed by an FTS5 table over them (external
+     * content: written row by row by the store, never by triggers). */
+    "CREATE TABLE sched_jobs ("
+    "  id TEXT PRIMARY KEY,"                       /* 'sync:<connection>:<sync>' */
+    "  kind TEXT NOT NULL,"
+    "  subject TEXT NOT NULL,"                     /* the connection (or server) the job serves */
+    "  name TEXT NOT NULL,"
+    "  schedule TEXT NOT NULL,"
+    "  next_run_at INTEGER NOT NULL,"
+    "  failures INTEGER NOT NULL DEFAULT 0,"       /* consecutive failed runs: the backoff */
+    "  last_started_at INTEGER,"
+    "  last_ended_at INTEGER,"
+    "  last_status TEXT,"
+    "  last_error TEXT,"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE INDEX sched_jobs_due ON sched_jobs(next_run_at);"
+    "CREATE INDEX sched_jobs_subject ON sched_jobs(subject);"
+    "CREATE TABLE sched_leases ("
+    "  job_id TEXT PRIMARY KEY,"
+    "  owner TEXT NOT NULL,"                       /* the process: host/pid/random */
+    "  run_id TEXT,"
+    "  acquired_at INTEGER NOT NULL,"
+    "  expires_at INTEGER NOT NULL);"
+    "CREATE TABLE sync_runs ("
+    "  id TEXT PRIMARY KEY,"
+    "  connection_id TEXT NOT NULL,"
+    "  sync TEXT NOT NULL,"
+    "  trigger TEXT NOT NULL,"                     /* schedule | manual */
+    "  owner TEXT,"
+    "  started_at INTEGER NOT NULL,"
+    "  ended_at INTEGER,"
+    "  status TEXT NOT NULL CHECK (status IN ('running','succeeded','partial','failed')),"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  pages INTEGER NOT NULL DEFAULT 0,"          /* checkpoints committed */
+    "  requests INTEGER NOT NULL DEFAULT 0,"
+    "  added INTEGER NOT NULL DEFAULT 0,"
+    "  updated INTEGER NOT NULL DEFAULT 0,"
+    "  deleted INTEGER NOT NULL DEFAULT 0,"
+    "  unchanged INTEGER NOT NULL DEFAULT 0,"
+    "  waited_ms INTEGER NOT NULL DEFAULT 0,"      /* waiting for Retry-After and retries */
+    "  error_code TEXT,"
+    "  error TEXT);"
+    "CREATE INDEX sync_runs_job ON sync_runs(connection_id, sync, started_at);"
+    "CREATE INDEX sync_runs_running ON sync_runs(status) WHERE status = 'running';"
+    "CREATE TABLE sync_state ("
+    "  connection_id TEXT NOT NULL,"
+    "  sync TEXT NOT NULL,"
+    "  cursor TEXT,"                               /* JSON, committed with the records */
+    "  records INTEGER NOT NULL DEFAULT 0,"
+    "  updated_at INTEGER NOT NULL,"
+    "  run_id TEXT,"
+    "  PRIMARY KEY (connection_id, sync));"
+    "CREATE TABLE records ("
+    "  id INTEGER PRIMARY KEY,"
+    "  connection_id TEXT NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  external_id TEXT NOT NULL,"
+    "  sync TEXT NOT NULL,"
+    "  integration TEXT NOT NULL,"
+    "  doc_category TEXT NOT NULL,"
+    "  team_id INTEGER NOT NULL,"
+    "  user_id INTEGER,"                           /* NULL: shared with the team */
+    "  title TEXT,"
+    "  url TEXT,"
+    "  updated_at TEXT,"
+    "  updated_ms INTEGER,"
+    "  data TEXT,"
+    "  content_hash BLOB NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  modified_at INTEGER NOT NULL,"
+    "  UNIQUE (connection_id, kind, external_id));"
+    "CREATE TABLE document_chunks ("
+    "  id INTEGER PRIMARY KEY,"
+    "  record_id INTEGER NOT NULL,"
+    "  seq INTEGER NOT NULL,"
+    "  doc_category TEXT NOT NULL,"
+    "  integration TEXT NOT NULL,"
+    "  connection_id TEXT NOT NULL,"
+    "  team_id INTEGER NOT NULL,"
+    "  user_id INTEGER,"
+    "  url TEXT,"
+    "  ts INTEGER,"                                /* the record's time, ms */
+    "  title TEXT,"
+    "  body TEXT NOT NULL);"
+    "CREATE INDEX document_chunks_record ON document_chunks(record_id);"
+    "CREATE VIRTUAL TABLE document_chunks_fts USING fts5(title, body, content='document_chunks',"
+    "  content_rowid='id', tokenize='porter unicode61');"
+    /* A title match weighs twice a body match; ORDER BY rank uses it. */
+    "INSERT INTO document_chunks_fts(document_chunks_fts, rank) VALUES ('rank', 'bm25(2.0, 1.0)');",
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))
@@ -418,7 +515,11 @@ static const char *const stmt_sql[ST_COUNT] = {
 struct store {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
+    store_sync_stmts *sync;      /* store_sync.c's statements, prepared on first use */
 };
+
+sqlite3 *store_sqlite(store *s) { return s->db; }
+store_sync_stmts **store_sync_slot(store *s) { return &s->sync; }
 
 static int64_t now_ms(void)
 {
@@ -540,6 +641,7 @@ void store_close(store *s)
 {
     if (!s)
         return;
+    store_sync_release(s);
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(s->st[i]);
     sqlite3_close(s->db);
@@ -1046,14 +1148,28 @@ int store_connections_list(store *s, int64_t team_id, int64_t user_id, store_con
 
 int store_connection_delete(store *s, const char *id, ferr *err)
 {
+    /* Its synced records, chunks, jobs and runs go with it, in the same
+     * transaction: nothing of a deleted connection stays searchable. */
+    if (exec_simple(s, ST_BEGIN) < 0)
+        return db_fail(s, err, "begin");
     sqlite3_stmt *st = stmt(s, ST_CONN_DELETE);
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        return db_fail(s, err, "deleting the connection");
-    if (sqlite3_changes(s->db) == 0)
+    if (rc != SQLITE_DONE) {
+        db_fail(s, err, "deleting the connection");
+        exec_simple(s, ST_ROLLBACK);
+        return -1;
+    }
+    if (sqlite3_changes(s->db) == 0) {
+        exec_simple(s, ST_ROLLBACK);
         return ferr_set(err, FERR_NOT_FOUND, "no connection %s", id);
+    }
+    if (store_sync_forget_connection(s, id) < 0 || exec_simple(s, ST_COMMIT) < 0) {
+        db_fail(s, err, "deleting the connection's records");
+        exec_simple(s, ST_ROLLBACK);
+        return -1;
+    }
     return 0;
 }
 

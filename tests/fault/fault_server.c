@@ -32,6 +32,8 @@
  *                       allows gzip, plain otherwise
  *   /count              {"requests":N}: requests served, /count* excluded
  *   /count/reset        sets that number back to 0
+ *   /dataset/...        a paged record set with a change feed, mutations and
+ *                       injected 429/503/500/slow answers (dataset.c)
  *   anything else       404 {"error":"not found"}
  *
  * Replies that are not sent from the request callback (/delay, /hang, /huge)
@@ -67,6 +69,8 @@
 #include <jansson.h>
 #include <zlib.h>
 
+#include "dataset.h"
+
 #define MIB (1024u * 1024u)
 #define HUGE_PAD_BLOCK (64u * 1024u) /* one shared block of 'x' */
 #define HUGE_CHUNK (256u * 1024u)    /* bytes queued per write round */
@@ -99,6 +103,7 @@ struct fault_server {
     size_t gzip_plain_len;
     unsigned char *gzip_body; /* the same document, gzip-encoded */
     size_t gzip_body_len;
+    struct datasets *datasets; /* /dataset/ */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -800,6 +805,11 @@ static void route_gzip(struct fault_server *srv, struct evhttp_request *req)
 
 typedef void (*route_fn)(struct fault_server *, struct evhttp_request *);
 
+static void route_dataset(struct fault_server *srv, struct evhttp_request *req)
+{
+    datasets_route(srv->datasets, req, evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req)));
+}
+
 static const struct route {
     const char *path;
     int prefix;     /* path is a prefix (it ends in '/') */
@@ -820,6 +830,7 @@ static const struct route {
     { "/redirect", 0, 0, route_redirect },
     { "/count", 0, 1, route_count },
     { "/count/reset", 0, 1, route_count_reset },
+    { "/dataset/", 1, 1, route_dataset },
 };
 
 static void fault_dispatch(struct evhttp_request *req, void *arg)
@@ -1032,7 +1043,8 @@ int main(int argc, char **argv)
     evhttp_set_gencb(srv.http, fault_dispatch, &srv);
 
     srv.pad = malloc(HUGE_PAD_BLOCK);
-    if (srv.pad == NULL || gzip_prepare(&srv) != 0)
+    srv.datasets = datasets_new(srv.base);
+    if (srv.pad == NULL || srv.datasets == NULL || gzip_prepare(&srv) != 0)
         goto err;
     memset(srv.pad, 'x', HUGE_PAD_BLOCK);
 
@@ -1050,6 +1062,7 @@ int main(int argc, char **argv)
 
 err:
     fault_drop_pending(&srv);
+    datasets_free(srv.datasets);
     if (srv.http != NULL)
         evhttp_free(srv.http);
     if (srv.sigint != NULL)

@@ -181,6 +181,11 @@ function M.start_ferry(opts)
   if not opts.rate_limits then
     for _, a in ipairs({"--user-rate", "0", "--team-rate", "0"}) do argv[#argv + 1] = a end
   end
+  -- Likewise scheduled syncs: a connection's first sync would send requests
+  -- specs about tools do not expect. Sync specs ask with opts.syncs.
+  if not opts.syncs then
+    for _, a in ipairs({"--sync-concurrency", "0"}) do argv[#argv + 1] = a end
+  end
   for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = a end
   local p = M.spawn(argv, opts.env)
   local port = M.wait_for(p.stderr, '"msg":"listening","addr":"127%.0%.0%.1:(%d+)"')

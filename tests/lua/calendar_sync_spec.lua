@@ -1,10 +1,9 @@
 -- luacheck: std lua51+busted
 -- The calendar providers' upcoming_events (for /v1/context) and their
--- `upcoming` sync, run with a fake ctx: the engine does not call either yet,
--- so this is where their contract is checked: the requests they make, the
--- events they return, and the ctx.records.upsert / ctx.records.delete /
--- ctx.checkpoint calls of a sync run (records and cursor as the future
--- sync engine will store them).
+-- `upcoming` sync, run with a fake ctx: the requests they make, the events
+-- they return, and the ctx.records.upsert / ctx.records.delete /
+-- ctx.checkpoint calls of a sync run (the engine's side of that contract is
+-- docs/sync.md, tested in tests/integration/sync_spec.lua).
 local cjson = require "cjson"
 
 local google = dofile("providers/google_calendar.lua")

@@ -153,6 +153,20 @@ static int push_wake_values(lua_State *L, void *ud)
     return 2;
 }
 
+typedef struct slices_args {
+    waiter *w;
+    int slices, ms;
+} slices_args;
+
+static int push_slices(lua_State *L, void *ud)
+{
+    slices_args *a = ud;
+    push_waiter(L, a->w);
+    lua_pushinteger(L, a->slices);
+    lua_pushinteger(L, a->ms);
+    return 3;
+}
+
 static int push_one(lua_State *L, void *ud)
 {
     lua_pushinteger(L, *(lua_Integer *)ud);
@@ -363,6 +377,8 @@ static void task_raising_a_coded_table_keeps_the_code(void)
 {
     lhost *h = new_host(0, 0);
     int forbidden = fn_ref(h, "return function() error({code = 'forbidden', message = 'x'}) end");
+    int limited = fn_ref(h, "return function() error({code = 'upstream_rate_limited', message = 'slow',"
+                            " retry_after = 20}) end");
     int custom = fn_ref(h, "return function() error({code = 'my_code', message = 'custom'}) end");
     int no_message = fn_ref(h, "return function() error({code = 'not_found'}) end");
     int non_string = fn_ref(h, "return function() error(true) end");
@@ -373,6 +389,12 @@ static void task_raising_a_coded_table_keeps_the_code(void)
     CHECK_INT(o.calls, 1);
     CHECK_INT(o.err.code, FERR_FORBIDDEN);
     CHECK_STR(o.err.message, "x");
+    outcome_clear(&o);
+
+    /* A raised rate limit keeps its delay. */
+    start(h, limited, NULL, NULL, &o, NULL);
+    CHECK_INT(o.err.code, FERR_UPSTREAM_RATE_LIMITED);
+    CHECK_INT(json_number_value(json_object_get(o.err.details, "retry_after")), 20);
     outcome_clear(&o);
 
     /* A code ferry does not know is a script_error that names it. */
@@ -413,6 +435,60 @@ static void task_looping_forever_is_script_timeout_and_state_survives(void)
     start(h, quick, NULL, NULL, &o, NULL);
     CHECK_INT(o.failed, 0);
     CHECK_STR(o.res[0], "quick");
+    outcome_clear(&o);
+    lhost_free(h);
+}
+
+static int start_limited(lhost *h, int ref, lhost_push_fn push, void *ud, outcome *o, lhost_task **out,
+                         unsigned cpu_ms, unsigned slice_ms)
+{
+    ferr err = {0};
+    lhost_task_limits lim = {.cpu_ms = cpu_ms, .slice_ms = slice_ms};
+    int rc = lhost_task_start_limited(h, ref, push, ud, on_done, o, NULL, "req1", "test", &lim, out, &err);
+    if (rc < 0)
+        fprintf(stderr, "  lhost_task_start_limited: %s\n", err.message);
+    ferr_clear(&err);
+    return rc;
+}
+
+/* A sync run: far more CPU in all than the state's cap, as long as it
+ * waits between slices; a slice that runs too long without waiting ends it. */
+static void long_task_has_its_own_cap_and_a_cap_between_waits(void)
+{
+    lhost *h = new_host(0, 30);
+    int ref = fn_ref(h, "return function(wait, slices, ms)\n"
+                        "  for _ = 1, slices do\n"
+                        "    local t = os.clock()\n"
+                        "    while os.clock() - t < ms / 1000 do end\n"
+                        "    wait()\n"
+                        "  end\n"
+                        "  return 'done'\n"
+                        "end");
+    waiter w = {0};
+    outcome o = {0};
+    slices_args args = {&w, 6, 10};
+    /* 6 slices of 10 ms: 60 ms in all, over the state's 30 ms cap. */
+    CHECK_INT(start_limited(h, ref, push_slices, &args, &o, NULL, 5000, 200), 0);
+    for (int i = 0; i < 6 && w.task; i++) {
+        lhost_task *t = w.task;
+        w.task = NULL;
+        lhost_task_wake(t, NULL, NULL);
+    }
+    CHECK_INT(o.calls, 1);
+    CHECK_INT(o.failed, 0);
+    if (o.failed)
+        fprintf(stderr, "  %s\n", o.err.message);
+    CHECK_STR(o.res[0], "done");
+    outcome_clear(&o);
+
+    /* One slice of a second without waiting: past the 200 ms between waits. */
+    args.slices = 1;
+    args.ms = 1000;
+    w = (waiter){0};
+    CHECK_INT(start_limited(h, ref, push_slices, &args, &o, NULL, 5000, 200), 0);
+    CHECK_INT(o.calls, 1);
+    CHECK_INT(o.err.code, FERR_SCRIPT_TIMEOUT);
+    CHECK_CONTAINS(o.err.message, "without waiting");
     outcome_clear(&o);
     lhost_free(h);
 }
@@ -921,7 +997,7 @@ static void task_threads_belong_to_ferry(void)
     lhost_free(h);
 }
 
-TESTS(TEST(chunk_returning_a_table_leaves_it_on_the_stack), TEST(chunk_syntax_error_is_script_error_with_file_and_line),
+TESTS(TEST(long_task_has_its_own_cap_and_a_cap_between_waits), TEST(chunk_returning_a_table_leaves_it_on_the_stack), TEST(chunk_syntax_error_is_script_error_with_file_and_line),
       TEST(chunk_runtime_error_has_file_and_line), TEST(chunk_looping_forever_is_script_timeout),
       TEST(chunk_allocating_without_bound_is_script_memory), TEST(task_returning_values_calls_done_synchronously),
       TEST(task_start_of_a_non_function_fails_without_done), TEST(task_raising_a_string_is_script_error),
