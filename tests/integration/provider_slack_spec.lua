@@ -15,9 +15,10 @@
 --   * Prism's static answers repeat their next_cursor whatever cursor is
 --     sent: a walk stops on the repeated cursor, which the tests use.
 -- Slack's errors (HTTP 200 with ok:false, 429 with Retry-After) and the
--- timeout come from canned tap replies; the sync (not run over HTTP by the
--- engine yet) runs in-process through ferry.testing against the same Prism,
--- so its requests are validated too (its logic: tests/lua/slack_sync_spec.lua).
+-- timeout come from canned tap replies. The messages sync runs in the
+-- engine (POST /v1/syncs/{connection}/messages/run) against the same Prism,
+-- so its requests are validated too, and its records are then found by
+-- GET /v1/search (its logic in detail: tests/lua/slack_sync_spec.lua).
 local h = require "helper"
 local mime = require "mime"
 
@@ -438,43 +439,51 @@ describe("provider slack", function()
     assert.are.equal(2, #tap.requests())
   end)
 
-  it("its sync's requests are ones the description accepts", function()
-    package.path = h.root .. "/scripts/?.lua;" .. package.path
-    local testing = require "ferry.testing"
-    local harness = testing.new(h.root .. "/providers/slack.lua",
-                                {base_url = tap.url, credentials = {access_token = TOKEN}})
-    local ctx_of = harness.ctx
-    local upserts, checkpoints = {}, {}
-    harness.ctx = function(self, name)
-      local ctx = ctx_of(self, name)
-      ctx.records = {
-        upsert = function(kind, id, fields)
-          upserts[#upserts + 1] = {kind = kind, id = id, fields = fields}
-          return true
-        end,
-        delete = function() return true end,
-      }
-      ctx.checkpoint = function(cursor) checkpoints[#checkpoints + 1] = cursor end
-      return ctx
-    end
-    local stats, err = harness:sync("messages", nil)
-    assert.is_nil(err)
-    -- Prism's two member channels (listed twice: its next_cursor repeats), two pages of history each
-    assert.are.same({channels = 2, pages = 4, upserted = 8, deleted = 0, skipped = 0, more = false}, stats)
-    assert.are.equal(5, #checkpoints)
-    assert.are.equal("https://subarachnoid.slack.com/", checkpoints[5].team_url)
-    assert.are.equal("message", upserts[1].kind)
-    assert.are.equal("C012AB3CD:1512085950.000216", upserts[1].id)
-    assert.are.equal("https://subarachnoid.slack.com/archives/C012AB3CD/p1512085950000216", upserts[1].fields.url)
+  it("its messages sync runs in the engine: records, cursor and search, requests the description accepts", function()
+    local S = require "sync_helper"
+    local run = S.run(srv, key, conn.id, "messages")
+    assert.are.equal("succeeded", run.status, h.json.encode(run))
+    -- Prism's two member channels (listed twice: its next_cursor repeats), two
+    -- pages of the same two messages each: 8 upserts of 4 distinct messages.
+    assert.are.same({added = 4, updated = 0, deleted = 0, unchanged = 4}, run.records)
+    assert.are.equal(5, run.pages)
+
+    local rows = h.sql(srv.data, ("SELECT external_id, kind, url, doc_category FROM records" ..
+                                  " WHERE connection_id = '%s' ORDER BY external_id"):format(conn.id))
+    assert.are.equal(4, #rows)
+    assert.are.same({"C012AB3CD:1512085950.000216", "message",
+                     "https://subarachnoid.slack.com/archives/C012AB3CD/p1512085950000216", "communications"}, rows[1])
+    local cursor = S.db_cursor(srv.data, conn.id, "messages")
+    assert.are.equal("https://subarachnoid.slack.com/", cursor.team_url)
+
     local sent = tap.requests()
     local paths = {}
     for i, r in ipairs(sent) do
-      assert.are.equal("Bearer " .. TOKEN, r.headers.authorization)
+      assert_slack_request(r, "GET", r.path)
       paths[i] = r.path .. " " .. (h.parse_query(r.query).channel or {""})[1]
     end
     assert.are.same({"/auth.test ", "/conversations.list ", "/conversations.list ",
                      "/conversations.history C012AB3CD", "/conversations.history C012AB3CD",
                      "/conversations.history C061EG9T2", "/conversations.history C061EG9T2"}, paths)
+
+    -- The synced messages are what search finds, for the connection's owner only.
+    local status, body = srv.get("/v1/search?q=punny&integration=slack", key)
+    assert.are.equal(200, status, h.json.encode(body))
+    assert.are.equal(2, #body.results)
+    for _, r in ipairs(body.results) do
+      assert.are.equal(conn.id, r.connection_id)
+      assert.are.equal("communications", r.doc_category)
+      assert.matches("%*%*punny%*%*", r.snippet)
+    end
+    local bob = srv.key("bob", "acme")
+    status, body = srv.get("/v1/search?q=punny", bob)
+    assert.are.equal(200, status)
+    assert.are.same({}, body.results, "alice's personal Slack is not bob's to search")
+
+    -- The token is nowhere in what the sync stored.
+    local stored = h.sql(srv.data, "SELECT group_concat(cursor) FROM sync_state")[1][1] ..
+                   h.sql(srv.data, "SELECT group_concat(coalesce(data, '') || coalesce(title, '')) FROM records")[1][1]
+    assert.is_nil(stored:find(TOKEN, 1, true))
   end)
 
   describe("OAuth with Slack's token endpoint", function()
