@@ -3,7 +3,8 @@
 -- set up as the calendar's OAuth client by the operator), the agent lists
 -- the next events (a tool, and /v1/context), the token is refreshed ahead of
 -- expiry exactly once under load, and a revoked grant produces
--- reconnect_required with a URL. The Calendar API is Prism serving Google's
+-- reconnect_required with a URL; its `upcoming` sync runs in the engine
+-- (first a window, then only changes) into search. The Calendar API is Prism serving Google's
 -- description (requests validated), behind the recording tap; event lists
 -- with real values are canned replies shaped like Google's.
 local h = require "helper"
@@ -92,6 +93,42 @@ describe("Google Calendar through OAuth", function()
     local q = h.parse_query(sent.query)
     assert.are.equal("true", q.singleEvents[1])
     assert.is_truthy(q.timeMin[1]:match("^%d%d%d%d%-%d%d%-%d%dT"))
+  end)
+
+  it("syncs upcoming events through the engine, then only the changes, into search", function()
+    local S = require "sync_helper"
+    local board, standup = event("e1", "Board meeting", 2 * 3600, 60), event("e2", "Standup", 1800, 15)
+    tap.clear()
+    tap.replies({{status = 200, json = {kind = "calendar#events", items = {standup, board},
+                                        nextSyncToken = "sync-token-1"}}})
+    local run = S.run(srv, key, conn.id, "upcoming")
+    assert.are.equal("succeeded", run.status, h.json.encode(run))
+    assert.are.same({added = 2, updated = 0, deleted = 0, unchanged = 0}, run.records)
+    local q = h.parse_query(tap.last().query)
+    assert.are.equal("/calendars/primary/events", tap.last().path)
+    assert.is_truthy(q.timeMin and q.timeMax, "the first run lists a window")
+    local status, found = srv.get("/v1/search?q=board&category=meetings", key)
+    assert.are.equal(200, status, h.json.encode(found))
+    assert.are.equal(1, #found.results)
+    assert.are.equal("e1", found.results[1].external_id)
+    assert.are.equal(SLUG, found.results[1].integration)
+
+    -- The next run asks only for what changed since (Google's sync token):
+    -- the board meeting was cancelled, so its record goes.
+    local cancelled = {kind = "calendar#event", id = "e1", status = "cancelled"}
+    tap.replies({{status = 200, json = {kind = "calendar#events", items = {cancelled},
+                                        nextSyncToken = "sync-token-2"}}})
+    run = S.run(srv, key, conn.id, "upcoming")
+    assert.are.equal("succeeded", run.status, h.json.encode(run))
+    assert.are.equal(1, run.records.deleted)
+    assert.are.equal("sync-token-1", h.parse_query(tap.last().query).syncToken[1])
+    assert.are.equal("sync-token-2", S.db_cursor(srv.data, conn.id, "upcoming").sync_token)
+    status, found = srv.get("/v1/search?q=board", key)
+    assert.are.equal(200, status)
+    assert.are.same({}, found.results)
+    status, found = srv.get("/v1/search?q=standup", key)
+    assert.are.equal(200, status)
+    assert.are.equal(1, #found.results)
   end)
 
   it("refreshes the token ahead of expiry exactly once under load", function()
