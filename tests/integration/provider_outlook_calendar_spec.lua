@@ -18,8 +18,10 @@
 -- Graph's documented events. Errors (Graph's {"error": {"code", "message"}})
 -- are canned too. The description is 1.4 MB: Prism takes a while to start.
 --
--- upcoming_events and the sync are not reachable over HTTP yet (the engine
--- does not call them); tests/lua/calendar_sync_spec.lua runs them.
+-- The `upcoming` sync runs in the engine (POST /v1/syncs/...): the
+-- description has no calendarView/delta, so its pages are canned replies
+-- shaped like Graph's delta answers; its logic in detail is in
+-- tests/lua/calendar_sync_spec.lua.
 local h = require "helper"
 
 local SLUG = "outlook_calendar"
@@ -315,6 +317,47 @@ describe("provider outlook_calendar", function()
     assert.are.equal(429, status)
     assert.are.equal("upstream_rate_limited", body.error.code)
     assert.are.equal(2, body.error.details.retry_after)
+  end)
+
+  it("syncs upcoming events in the engine with Graph's delta query, then only the changes", function()
+    local S = require "sync_helper"
+    local base = GRAPH        -- Graph's links are absolute; ferry maps them to the base URL override
+    tap.replies({
+      {status = 200, json = {value = {EVENT}, ["@odata.nextLink"] = base .. "/me/calendarView/delta?$skiptoken=p2"}},
+      {status = 200, json = {value = {ALL_DAY},
+                             ["@odata.deltaLink"] = base .. "/me/calendarView/delta?$deltatoken=d1"}},
+    })
+    local run = S.run(srv, key, conn.id, "upcoming")
+    assert.are.equal("succeeded", run.status, h.json.encode(run))
+    assert.are.same({added = 2, updated = 0, deleted = 0, unchanged = 0}, run.records)
+    local sent = tap.requests()
+    assert.are.equal(2, #sent)
+    assert_graph_request(sent[1], "/users/me/calendarView/delta")
+    local q = h.parse_query(sent[1].query)
+    assert.is_truthy(q.startDateTime[1]:match("^%d%d%d%d%-%d%d%-%d%dT"))
+    assert.is_truthy(q.endDateTime[1]:match("^%d%d%d%d%-%d%d%-%d%dT"))
+    assert_graph_request(sent[2], "/users/me/calendarView/delta")
+    assert.are.equal("p2", h.parse_query(sent[2].query)["$skiptoken"][1])
+    local status, found = srv.get("/v1/search?q=roadmap&integration=" .. SLUG, key)
+    assert.are.equal(200, status, h.json.encode(found))
+    assert.are.equal(1, #found.results)
+    assert.are.equal(EVENT.id, found.results[1].external_id)
+    assert.are.equal("meetings", found.results[1].doc_category)
+
+    -- The next run follows the stored delta link: the planning meeting was removed.
+    tap.clear()
+    tap.replies({{status = 200, json = {value = {{id = EVENT.id, ["@removed"] = {reason = "deleted"}}},
+                                        ["@odata.deltaLink"] = base .. "/me/calendarView/delta?$deltatoken=d2"}}})
+    run = S.run(srv, key, conn.id, "upcoming")
+    assert.are.equal("succeeded", run.status, h.json.encode(run))
+    assert.are.equal(1, run.records.deleted)
+    assert.are.equal("d1", h.parse_query(tap.last().query)["$deltatoken"][1])
+    status, found = srv.get("/v1/search?q=roadmap", key)
+    assert.are.equal(200, status)
+    assert.are.same({}, found.results)
+    status, found = srv.get("/v1/search?q=holiday", key)
+    assert.are.equal(200, status)
+    assert.are.equal(1, #found.results)
   end)
 
   it("maps 401 to reconnect_required with a reconnect URL", function()
