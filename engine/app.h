@@ -13,6 +13,7 @@
 #include "calls.h"
 #include "hclient.h"
 #include "hserver.h"
+#include "mcpc_registry.h"
 #include "oauth.h"
 #include "policy.h"
 #include "providers.h"
@@ -38,6 +39,9 @@ typedef struct app_config {
     const char *public_url;            /* where browsers reach ferry (OAuth redirects); NULL: http://<listen> */
     int oauth_refresh_margin_s;        /* 0 → 300 */
     int oauth_refresh_interval_s;      /* 0 → 60; negative: no refresh timer (CLI) */
+    int mcp_allow_private;             /* registered MCP server URLs may be non-public addresses */
+    const char **mcp_stdio_commands;   /* programs a stdio MCP server may run, NULL-terminated; may be NULL */
+    int mcp_background;                /* periodic MCP syncs and list_changed streams (serve) */
 } app_config;
 
 typedef struct app {
@@ -54,6 +58,7 @@ typedef struct app {
     oauth *oauth;
     calls *calls;
     approvals *approvals;
+    mcpc_registry *mcp;                /* remote MCP servers */
     agent_deps agent;
     hserver *server;                   /* only when serving */
     struct event *sigint, *sigterm, *drain_timer;
@@ -77,5 +82,6 @@ void api_connections_register(hserver *hs);
 void api_context_register(hserver *hs);
 void api_governance_register(hserver *hs);
 void api_oauth_register(hserver *hs);
+void api_mcp_servers_register(hserver *hs);
 
 #endif

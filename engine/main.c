@@ -55,7 +55,7 @@ enum {
     OPT_CPU, OPT_MEMORY, OPT_DRAIN, OPT_MAX_IN_FLIGHT, OPT_CA_FILE, OPT_METRICS_PUBLIC, OPT_USER, OPT_TEAM,
     OPT_ROLE, OPT_CONNECTION, OPT_HELP, OPT_USER_RATE, OPT_USER_BURST, OPT_TEAM_RATE, OPT_TEAM_BURST, OPT_APPROVAL_TTL,
     OPT_BUSY_TIMEOUT, OPT_PUBLIC_URL, OPT_REFRESH_MARGIN, OPT_REFRESH_INTERVAL, OPT_CLIENT_ID, OPT_CLIENT_SECRET,
-    OPT_AUTHORIZE_URL, OPT_TOKEN_URL, OPT_REVOKE_URL
+    OPT_AUTHORIZE_URL, OPT_TOKEN_URL, OPT_REVOKE_URL, OPT_MCP_ALLOW_PRIVATE, OPT_MCP_STDIO_COMMAND
 };
 
 #define COMMON_OPTIONS                                                                               \
@@ -153,7 +153,11 @@ static const char serve_help[] =
     "                          URL/oauth/callback (default http://<listen address>)\n"
     "  --oauth-refresh-margin-seconds N   refresh OAuth tokens this long before they\n"
     "                          expire (default 300; at most half a token's life)\n"
-    "  --oauth-refresh-interval-seconds N how often expiring tokens are looked for (default 60)\n";
+    "  --oauth-refresh-interval-seconds N how often expiring tokens are looked for (default 60)\n"
+    "  --mcp-allow-private     MCP server URLs that admins register may be loopback or\n"
+    "                          private addresses (default: public addresses only)\n"
+    "  --mcp-stdio-command PATH  a program admins may register as an MCP server run over\n"
+    "                          stdio, by its absolute path (repeatable; default: none)\n";
 
 static int cmd_serve(int argc, char **argv)
 {
@@ -173,8 +177,11 @@ static int cmd_serve(int argc, char **argv)
         {"public-url", required_argument, 0, OPT_PUBLIC_URL},
         {"oauth-refresh-margin-seconds", required_argument, 0, OPT_REFRESH_MARGIN},
         {"oauth-refresh-interval-seconds", required_argument, 0, OPT_REFRESH_INTERVAL},
+        {"mcp-allow-private", no_argument, 0, OPT_MCP_ALLOW_PRIVATE},
+        {"mcp-stdio-command", required_argument, 0, OPT_MCP_STDIO_COMMAND},
         {0, 0, 0, 0}};
     common c = {0};
+    list stdio_commands = {0};
     int opt;
     long v;
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -246,10 +253,21 @@ static int cmd_serve(int argc, char **argv)
             else
                 c.cfg.oauth_refresh_interval_s = (int)v;
             break;
+        case OPT_MCP_ALLOW_PRIVATE: c.cfg.mcp_allow_private = 1; break;
+        case OPT_MCP_STDIO_COMMAND:
+            if (optarg[0] != '/') {
+                fprintf(stderr, "ferry serve: --mcp-stdio-command wants an absolute path\n");
+                return EXIT_USAGE;
+            }
+            if (list_add(&stdio_commands, optarg) < 0)
+                return EXIT_USAGE;
+            break;
         case OPT_HELP: printf("%s%s", serve_help, common_help); return 0;
         default: fprintf(stderr, "%s", serve_help); return EXIT_USAGE;
         }
     }
+    c.cfg.mcp_stdio_commands = stdio_commands.n ? stdio_commands.items : NULL;
+    c.cfg.mcp_background = 1;
     if (optind < argc) {
         fprintf(stderr, "ferry serve: unexpected argument '%s'\n%s", argv[optind], serve_help);
         return EXIT_USAGE;

@@ -233,6 +233,7 @@ mcpc_http *mcpc_http_start(hclient *c, mcpc_http_req *req, const mcpc_http_cb *c
         .timeout_ms = req->timeout_ms,
         .request_id = req->request_id,
         .label = req->label,
+        .path = req->log_path,
         .allow_private = req->allow_private,
         .on_data = on_chunk,
     };

@@ -58,6 +58,7 @@ typedef struct mcpc_http_req {
     long timeout_ms;         /* < 0: none (a stream that stays open) */
     int allow_private;
     const char *label;       /* the server, for the upstream log line */
+    const char *log_path;    /* the path the log line shows (NULL: the URL's); the URL's own may hold a secret */
     const char *request_id;
     size_t max_message;      /* one JSON body or SSE event; 0 → 16 MiB */
 } mcpc_http_req;

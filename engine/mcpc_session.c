@@ -94,7 +94,7 @@ struct mcpc_call {
 
 struct mcpc_session {
     mcpc_config cfg;
-    char *label, *url, *cwd;
+    char *label, *url, *cwd, *log_path;
     char **headers, **argv, **env, **secrets;
     conn_state state;
     proto_era era;
@@ -422,7 +422,7 @@ static int send_other(mcpc_session *s, json_t *msg, void (*then)(mcpc_session *,
     }
     mcpc_http_req req = {.method = "POST", .url = s->ch == CH_SSE ? s->endpoint : s->url, .headers = h,
                          .body = body, .timeout_ms = s->cfg.timeout_ms, .allow_private = s->cfg.allow_private,
-                         .label = s->label};
+                         .label = s->label, .log_path = s->ch == CH_SSE ? NULL : s->log_path};
     mcpc_http_cb cb = {.arg = a, .message = on_aux_message, .done = on_aux_done};
     ferr e = {0};
     a->x = req.url ? mcpc_http_start(s->cfg.http, &req, &cb, &e) : NULL;
@@ -534,7 +534,7 @@ static int http_send(mcpc_session *s, rpc *r, json_t *msg, const char *resume_fr
     char *body = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
     long t = r->timeout_ms < 0 ? -1 : r->timeout_ms + TRANSFER_SLACK_MS;
     mcpc_http_req req = {.method = resume_from ? "GET" : "POST", .url = s->url, .headers = h, .body = body,
-                         .timeout_ms = t, .allow_private = s->cfg.allow_private, .label = s->label};
+                         .timeout_ms = t, .allow_private = s->cfg.allow_private, .label = s->label, .log_path = s->log_path};
     mcpc_http_cb cb = {.arg = r, .message = on_x_message, .done = on_x_done};
     ferr e = {0};
     r->x = mcpc_http_start(s->cfg.http, &req, &cb, &e);
@@ -1161,7 +1161,7 @@ static void open_sse(mcpc_session *s)
     struct curl_slist *h = base_headers(s, 0);
     h = curl_slist_append(h, "Accept: text/event-stream");
     mcpc_http_req req = {.method = "GET", .url = s->url, .headers = h, .timeout_ms = -1,
-                         .allow_private = s->cfg.allow_private, .label = s->label};
+                         .allow_private = s->cfg.allow_private, .label = s->label, .log_path = s->log_path};
     mcpc_http_cb cb = {.arg = s, .message = on_sse_message, .event = on_sse_event, .done = on_sse_end};
     ferr e = {0};
     s->sse = mcpc_http_start(s->cfg.http, &req, &cb, &e);
@@ -1404,7 +1404,7 @@ static void listen_start(mcpc_session *s)
     h = curl_slist_append(h, "Accept: text/event-stream");
     h = session_headers(s, h);
     mcpc_http_req req = {.method = "GET", .url = s->url, .headers = h, .timeout_ms = -1,
-                         .allow_private = s->cfg.allow_private, .label = s->label};
+                         .allow_private = s->cfg.allow_private, .label = s->label, .log_path = s->log_path};
     mcpc_http_cb cb = {.arg = s, .message = on_listen_message, .done = on_listen_end};
     ferr e = {0};
     s->listen_x = mcpc_http_start(s->cfg.http, &req, &cb, &e);
@@ -1710,6 +1710,7 @@ mcpc_session *mcpc_session_new(const mcpc_config *cfg)
     s->label = strdup(cfg->label ? cfg->label : "mcp");
     s->url = cfg->url ? strdup(cfg->url) : NULL;
     s->cwd = cfg->cwd ? strdup(cfg->cwd) : NULL;
+    s->log_path = strdup(cfg->log_path ? cfg->log_path : "/");
     s->headers = copy_list(cfg->headers);
     s->argv = copy_list(cfg->argv);
     s->env = copy_list(cfg->env);
@@ -1721,7 +1722,7 @@ mcpc_session *mcpc_session_new(const mcpc_config *cfg)
     s->cfg.argv = NULL;
     s->cfg.env = NULL;
     s->cfg.secrets = NULL;
-    if (!s->label || !s->headers || !s->argv || !s->env || !s->secrets || (cfg->url && !s->url)) {
+    if (!s->label || !s->log_path || !s->headers || !s->argv || !s->env || !s->secrets || (cfg->url && !s->url)) {
         mcpc_session_free(s);
         return NULL;
     }
@@ -1762,7 +1763,7 @@ static void delete_session(mcpc_session *s)
         return;
     struct curl_slist *h = session_headers(s, base_headers(s, 0));
     mcpc_http_req req = {.method = "DELETE", .url = s->url, .headers = h, .timeout_ms = 5000,
-                         .allow_private = s->cfg.allow_private, .label = s->label};
+                         .allow_private = s->cfg.allow_private, .label = s->label, .log_path = s->log_path};
     mcpc_http_cb cb = {.arg = o, .message = on_orphan_message, .done = on_orphan_done};
     ferr e = {0};
     o->x = mcpc_http_start(s->cfg.http, &req, &cb, &e);
@@ -1822,6 +1823,7 @@ void mcpc_session_free(mcpc_session *s)
     free(s->label);
     free(s->url);
     free(s->cwd);
+    free(s->log_path);
     free_list(s->headers, 1);
     free_list(s->argv, 0);
     free_list(s->env, 1);

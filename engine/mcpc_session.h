@@ -59,6 +59,7 @@ typedef struct mcpc_config {
     const char *label;            /* for logs: the server's slug */
     mcpc_transport transport;
     const char *url;              /* HTTP transports */
+    const char *log_path;         /* what logs show of the URL's path (it may hold a secret); NULL: "/" */
     const char *const *headers;   /* "Name: value" lines sent with every HTTP request (may be secret) */
     const char *const *argv;      /* stdio: the command, argv[0] absolute */
     const char *const *env;       /* stdio: "NAME=value" (may be secret) */

@@ -19,6 +19,7 @@
 #define DEFAULT_GRACE_MS 2000L
 #define REAP_POLL_MS 50
 #define STDERR_TAIL 2048
+#define SHUTDOWN_GRACE_MS 500L
 
 /* Variables a child may inherit from ferry's environment: what programs
  * need to run (an interpreter found through PATH, a home for caches, the
@@ -131,6 +132,9 @@ void mcpc_stdio_shutdown(void)
         struct timespec ts = {0, 20 * 1000000L};
         nanosleep(&ts, NULL);
         for (reaper *r = reapers; r; r = r->next) {
+            /* ferry is exiting: shorter patience than at run time. */
+            if (r->grace_ms > SHUTDOWN_GRACE_MS)
+                r->grace_ms = SHUTDOWN_GRACE_MS;
             r->waited_ms += 20;
             escalate(r);
         }
