@@ -13,6 +13,7 @@ struct mcpc_http {
     mcpc_http_cb cb;
     size_t max_message;
     mcpc_body body;
+    long status;             /* as the answer's head said, even if the body then broke */
     sse_parser *sse;
     char *buf;               /* a non-SSE body */
     size_t len, cap;
@@ -110,6 +111,7 @@ static int on_chunk(void *arg, const hclient_response *head, const char *data, s
     mcpc_http *x = arg;
     if (x->body == MCPC_BODY_NONE) {
         remember_session(x, head);
+        x->status = head->status;
         x->body = body_kind(header(head, "content-type"));
         /* Only a successful answer is read as a stream of messages; an
          * error status's body is kept to be looked at. */
@@ -168,6 +170,8 @@ static void on_done(void *arg, hclient_response *resp, ferr *err)
             x->body = ct ? body_kind(ct) : MCPC_BODY_NONE;
         }
     }
+    if (!resp)
+        end.status = x->status;   /* the head arrived, then the transfer failed */
     if (x->too_large) {
         ferr_set(&own, FERR_PAYLOAD_TOO_LARGE, "a message from the MCP server is larger than %zu bytes",
                  x->max_message);

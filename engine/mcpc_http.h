@@ -24,7 +24,7 @@ typedef enum mcpc_body {
 
 /* How an exchange ended; borrowed for the duration of the callback. */
 typedef struct mcpc_http_end {
-    long status;             /* 0 when no answer came */
+    long status;             /* 0 when no answer came; set with err when the body broke after the head */
     const ferr *err;         /* the transfer failed (upstream_error, upstream_timeout, egress_denied,
                                 payload_too_large...), or NULL */
     mcpc_body body;

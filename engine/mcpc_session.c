@@ -59,6 +59,7 @@ struct rpc {
     int sent, queued, step, listen;
     int retries, resumes;
     int lost;                /* its channel went away (channel_lost) */
+    int broke;               /* an answer stream of it broke (transport), not just ended */
     char last_event_id[256];
     long retry_ms;
     rpc_done_fn done;
@@ -595,14 +596,12 @@ static void http_answer_ended(rpc *r, const mcpc_http_end *end)
 {
     mcpc_session *s = r->s;
     ferr e = {0};
-    if (end->err) {
-        ferr_code code = end->err->code == FERR_UPSTREAM_TIMEOUT ? FERR_UPSTREAM_TIMEOUT : end->err->code;
-        fail_set(s, &e, code, code == FERR_UPSTREAM_TIMEOUT ? "timeout" : "transport", "%s", end->err->message);
-        e.status = end->err->status;
-        rpc_fail(r, &e, 0);
-    } else if (end->status >= 200 && end->status < 300) {
-        if (end->body == MCPC_BODY_SSE && !modern(s) && end->last_event_id[0] && r->resumes < MAX_RESUMES &&
-            s->ch == CH_HTTP) {
+    int ok_status = end->status >= 200 && end->status < 300;
+    if (ok_status && end->body == MCPC_BODY_SSE && (!end->err || end->err->code == FERR_UPSTREAM_ERROR)) {
+        /* An answer stream that ended, cleanly or not, before the answer. */
+        if (end->err)
+            r->broke = 1;
+        if (!modern(s) && end->last_event_id[0] && r->resumes < MAX_RESUMES && s->ch == CH_HTTP) {
             /* 2025-11-25: a stream closed before its answer resumes with a
              * GET carrying Last-Event-ID, after the retry it asked for. */
             snprintf(r->last_event_id, sizeof r->last_event_id, "%s", end->last_event_id);
@@ -613,7 +612,7 @@ static void http_answer_ended(rpc *r, const mcpc_http_end *end)
             evtimer_add(r->resume_timer, &tv);
             return;
         }
-        if (end->body == MCPC_BODY_SSE && modern(s) && r->retries < 1 && !r->listen) {
+        if (modern(s) && r->retries < 1 && !r->listen) {
             /* 2026-07-28: a broken stream loses the request; it is sent
              * again as a new one, with a new id. */
             r->retries++;
@@ -621,15 +620,25 @@ static void http_answer_ended(rpc *r, const mcpc_http_end *end)
             send_rpc(r);
             return;
         }
+        if (r->broke)
+            fail_set(s, &e, FERR_UPSTREAM_ERROR, "transport",
+                     "the connection to the MCP server %s broke before it answered %s", s->label, r->method);
+        else
+            fail_set(s, &e, FERR_UPSTREAM_ERROR, "protocol",
+                     "the MCP server %s closed the stream before answering %s", s->label, r->method);
+        rpc_fail(r, &e, end->status);
+    } else if (end->err) {
+        ferr_code code = end->err->code;
+        fail_set(s, &e, code, code == FERR_UPSTREAM_TIMEOUT ? "timeout" : "transport", "%s", end->err->message);
+        e.status = end->err->status;
+        rpc_fail(r, &e, 0);
+    } else if (ok_status) {
         if (end->body == MCPC_BODY_NONE && end->status == 202)
             fail_set(s, &e, FERR_UPSTREAM_ERROR, "protocol",
                      "the MCP server %s accepted %s without answering it", s->label, r->method);
         else if (end->bad)
             fail_set(s, &e, FERR_UPSTREAM_ERROR, "protocol", "the MCP server %s answered %s badly: %s", s->label,
                      r->method, end->bad);
-        else if (end->body == MCPC_BODY_SSE)
-            fail_set(s, &e, FERR_UPSTREAM_ERROR, "protocol",
-                     "the MCP server %s closed the stream before answering %s", s->label, r->method);
         else
             fail_set(s, &e, FERR_UPSTREAM_ERROR, "protocol", "the MCP server %s sent no answer to %s", s->label,
                      r->method);
