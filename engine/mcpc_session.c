@@ -601,6 +601,15 @@ static void http_answer_ended(rpc *r, const mcpc_http_end *end)
         /* An answer stream that ended, cleanly or not, before the answer. */
         if (end->err)
             r->broke = 1;
+        if (end->bad && !end->err) {
+            /* It sent something that is not a message, then stopped:
+             * waiting for more would not help. */
+            fail_set(s, &e, FERR_UPSTREAM_ERROR, "protocol", "the MCP server %s answered %s badly: %s", s->label,
+                     r->method, end->bad);
+            rpc_fail(r, &e, end->status);
+            ferr_clear(&e);
+            return;
+        }
         if (!modern(s) && end->last_event_id[0] && r->resumes < MAX_RESUMES && s->ch == CH_HTTP) {
             /* 2025-11-25: a stream closed before its answer resumes with a
              * GET carrying Last-Event-ID, after the retry it asked for. */

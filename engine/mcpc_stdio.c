@@ -143,15 +143,27 @@ void mcpc_stdio_shutdown(void)
 
 pid_t mcpc_stdio_pid(const mcpc_stdio *p) { return p->pid; }
 
+/* Frees a bufferevent and closes its pipe now: bufferevent_free alone
+ * closes it only when the loop next runs, and at shutdown the loop has
+ * stopped while the child waits for its stdin to close. */
+static void close_bev(struct bufferevent *b)
+{
+    if (!b)
+        return;
+    evutil_socket_t fd = bufferevent_getfd(b);
+    bufferevent_disable(b, EV_READ | EV_WRITE);
+    bufferevent_setfd(b, -1);
+    bufferevent_free(b);
+    if (fd >= 0)
+        close(fd);
+}
+
 static void release(mcpc_stdio *p)
 {
     /* Closing its stdin is the first, polite, shutdown signal. */
-    if (p->in)
-        bufferevent_free(p->in);
-    if (p->out)
-        bufferevent_free(p->out);
-    if (p->err)
-        bufferevent_free(p->err);
+    close_bev(p->in);
+    close_bev(p->out);
+    close_bev(p->err);
     p->in = p->out = p->err = NULL;
     if (p->pid > 0) {
         reaper *r = calloc(1, sizeof *r);

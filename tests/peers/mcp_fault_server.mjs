@@ -287,12 +287,12 @@ function startHttp() {
         if (Array.isArray(m) || m.id === msg.id) res.end();   // the answer ends the stream
       },
       raw: (t) => { res.write('event: message\ndata: ' + t + '\n\n'); res.end(); },
-      die: () => { record('die', {}); res.socket.destroy(); },
+      die: () => { record('die', {}); res.write(': dying\n\n', () => res.socket.destroy()); },
       breakStream: () => {
         // Owes the answer to whoever resumes after `prime`.
         replay.set(prime, { jsonrpc: '2.0', id: msg.id, result: text('answered after resuming') });
-        res.write('retry: 10\n\n');
-        res.socket.destroy();
+        // Break the connection once what was written has left.
+        res.write('retry: 10\n\n', () => res.socket.destroy());
       },
       ask: (method, params) => new Promise((resolve) => {
         const id = 'srv-' + crypto.randomUUID().slice(0, 8) + '-' + next++;
@@ -338,7 +338,7 @@ function startHttp() {
       modern: true, headers: req.headers,
       out: (m) => json(res, 200, m),
       raw: (t) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end(t); },
-      die: () => { record('die', {}); res.socket.destroy(); },
+      die: () => { record('die', {}); res.write(': dying\n\n', () => res.socket.destroy()); },
       breakStream: () => { sse(res); res.write(': about to break\n\n'); setTimeout(() => res.socket.destroy(), 20); },
       ask: () => Promise.resolve(null),
     };
