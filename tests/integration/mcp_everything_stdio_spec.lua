@@ -8,12 +8,11 @@ local h = require "helper"
 local mcp = require "mcp_helper"
 
 describe("ferry's MCP client with server-everything over stdio", function()
-  local srv, admin, member, other, server, dir
+  local srv, admin, member, other, server
   local secret = "s3cr3t-env-value-for-everything"
 
   setup(function()
     mcp.require_everything()
-    dir = h.tmpdir()
     srv = h.start_ferry({args = {"--mcp-stdio-command", mcp.everything_bin}})
     admin = srv.key("ada", "acme", "admin")
     member = srv.key("mo", "acme")

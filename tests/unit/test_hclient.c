@@ -44,6 +44,7 @@ typedef struct env {
     int requests;          /* requests the server has received */
     int json_peers[8];     /* client ports of the first /json requests */
     slow_req *slow;
+    struct drip *drips;
     int timed_out;
     hclient *client;
 } env;
@@ -164,6 +165,8 @@ typedef struct drip {
     struct evhttp_request *req;
     struct event *timer;
     int step;
+    int ended;
+    struct drip *next;       /* env's list: teardown frees what a test left running */
 } drip;
 
 static void on_drip_timer(evutil_socket_t fd, short what, void *arg)
@@ -183,8 +186,7 @@ static void on_drip_timer(evutil_socket_t fd, short what, void *arg)
         return;
     }
     evhttp_send_reply_end(d->req);
-    event_free(d->timer);
-    free(d);
+    d->ended = 1;
 }
 
 static void on_drip(struct evhttp_request *req, void *arg)
@@ -192,6 +194,8 @@ static void on_drip(struct evhttp_request *req, void *arg)
     env *e = arg;
     e->requests++;
     drip *d = calloc(1, sizeof *d);
+    d->next = e->drips;
+    e->drips = d;
     d->req = req;
     d->timer = evtimer_new(e->base, on_drip_timer, d);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/event-stream");
@@ -274,6 +278,12 @@ static void teardown(env *e)
         if (!s->answered)
             reply(s->req, 200, "text/plain", "late", 4);
         free(s);
+    }
+    while (e->drips) {
+        struct drip *d = e->drips;
+        e->drips = d->next;
+        event_free(d->timer);
+        free(d);
     }
     evhttp_free(e->http);
     event_base_free(e->base);
