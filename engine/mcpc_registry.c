@@ -28,6 +28,10 @@
 #define MAX_TOOL_NAME 64               /* API.md: what every agent API accepts */
 #define LIST_CHANGED_DEBOUNCE_MS 1000
 #define ERROR_TEXT_MAX 300
+/* Executions are written in batches, as the call log is: every 100 ms or
+ * 256 rows, and at exit. */
+#define EXEC_BATCH 256
+#define EXEC_FLUSH_MS 100
 
 typedef struct srv srv;
 typedef struct run run;
@@ -84,6 +88,9 @@ struct mcpc_registry {
     char *data_dir;
     srv *servers;
     provider_runner runner;
+    mcp_execution_row execs[EXEC_BATCH];   /* waiting to be written; strings owned */
+    size_t nexecs;
+    struct event *exec_timer;
 };
 
 static int run_start(void *ctx, const provider_run_request *req, provider_run_done_fn done, void *arg,
@@ -1003,25 +1010,67 @@ static void run_unlink(run *x)
         x->next->prev = x->prev;
 }
 
-static void run_record(run *x, const char *status, const ferr *err, json_int_t jsonrpc_code, json_t *result)
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+static void exec_flush(mcpc_registry *r)
 {
-    char *text = result ? json_dumps(result, JSON_COMPACT) : NULL;
-    mcp_execution_row row = {
-        .server_id = x->s->id, .tool_id = x->tool_id[0] ? x->tool_id : NULL, .tool_name = x->tool_name,
-        .team_id = x->team_id, .user_id = x->user_id, .request_id = x->request_id[0] ? x->request_id : NULL,
-        .approval_id = x->approval_id[0] ? x->approval_id : NULL, .arguments = x->arguments, .status = status,
-        .error_code = err ? ferr_code_name(err->code) : NULL, .error_message = err ? err->message : NULL,
-        .jsonrpc_code = jsonrpc_code, .result_bytes = text ? (int64_t)strlen(text) : -1,
-        .duration_ms = ms_since(&x->started), .executed_at = now_ms(),
-    };
-    free(text);
+    if (!r->nexecs)
+        return;
     ferr e = {0};
-    if (store_mcp_execution_insert(x->s->reg->cfg.db, &row, &e) < 0) {
-        log_line *l = log_begin(LOG_ERROR, "mcp execution not recorded");
+    if (store_mcp_executions_append(r->cfg.db, r->execs, r->nexecs, &e) < 0) {
+        log_line *l = log_begin(LOG_ERROR, "mcp executions not recorded");
         log_str(l, "error", e.message);
+        log_int(l, "rows_lost", (long long)r->nexecs);
         log_end(l);
     }
     ferr_clear(&e);
+    for (size_t i = 0; i < r->nexecs; i++) {
+        mcp_execution_row *x = &r->execs[i];
+        free((char *)x->server_id);
+        free((char *)x->tool_id);
+        free((char *)x->tool_name);
+        free((char *)x->request_id);
+        free((char *)x->approval_id);
+        free((char *)x->arguments);
+        free((char *)x->status);
+        free((char *)x->error_code);
+        free((char *)x->error_message);
+    }
+    r->nexecs = 0;
+}
+
+static void on_exec_timer(evutil_socket_t fd, short events, void *arg)
+{
+    (void)fd;
+    (void)events;
+    exec_flush(arg);
+}
+
+/* mcp_tool_executions is analytics, like the call log, so it is batched;
+ * the audit row of the same call is what fails closed. */
+static void run_record(run *x, const char *status, const ferr *err, json_int_t jsonrpc_code, json_t *result)
+{
+    mcpc_registry *r = x->s->reg;
+    if (r->nexecs == EXEC_BATCH)
+        exec_flush(r);
+    char *text = result ? json_dumps(result, JSON_COMPACT) : NULL;
+    r->execs[r->nexecs++] = (mcp_execution_row){
+        .server_id = strdup(x->s->id), .tool_id = x->tool_id[0] ? strdup(x->tool_id) : NULL,
+        .tool_name = strdup(x->tool_name), .team_id = x->team_id, .user_id = x->user_id,
+        .request_id = x->request_id[0] ? strdup(x->request_id) : NULL,
+        .approval_id = x->approval_id[0] ? strdup(x->approval_id) : NULL, .arguments = dup_or_null(x->arguments),
+        .status = strdup(status), .error_code = err ? strdup(ferr_code_name(err->code)) : NULL,
+        .error_message = err ? strdup(err->message) : NULL, .jsonrpc_code = jsonrpc_code,
+        .result_bytes = text ? (int64_t)strlen(text) : -1, .duration_ms = ms_since(&x->started),
+        .executed_at = now_ms(),
+    };
+    free(text);
+    if (!r->exec_timer) {
+        exec_flush(r);
+    } else if (!evtimer_pending(r->exec_timer, NULL)) {
+        struct timeval tv = {0, EXEC_FLUSH_MS * 1000};
+        evtimer_add(r->exec_timer, &tv);
+    }
 }
 
 static void run_free(run *x)
@@ -1235,6 +1284,7 @@ mcpc_registry *mcpc_registry_new(const mcpc_registry_config *cfg, ferr *err)
     r->data_dir = cfg->data_dir ? strdup(cfg->data_dir) : NULL;
     r->cfg.stdio_commands = NULL;
     r->runner = (provider_runner){.method = "mcp", .ctx = r, .start = run_start, .cancel = run_cancel};
+    r->exec_timer = evtimer_new(r->cfg.base, on_exec_timer, r);
     if (!r->stdio_commands || store_mcp_servers_list(r->cfg.db, 0, load_one, r, err) < 0) {
         if (!err->code)
             ferr_set(err, FERR_INTERNAL, "out of memory");
@@ -1253,6 +1303,9 @@ void mcpc_registry_free(mcpc_registry *r)
         r->servers = s->next;
         srv_free(s);
     }
+    exec_flush(r);
+    if (r->exec_timer)
+        event_free(r->exec_timer);
     mcpc_session_shutdown();
     mcpc_stdio_shutdown();
     for (size_t i = 0; r->stdio_commands && r->stdio_commands[i]; i++)
@@ -1733,6 +1786,7 @@ json_t *mcpc_registry_executions(mcpc_registry *r, const principal *who, const c
 {
     if (require_admin(who, err) < 0)
         return NULL;
+    exec_flush(r);   /* what just ran is shown too */
     srv *s = visible_srv(r, who, id, err);
     if (!s)
         return NULL;
@@ -1918,6 +1972,7 @@ int mcpc_registry_delete(mcpc_registry *r, const principal *who, const char *id,
     if (!s)
         return -1;
     audit_admin(r, who, s, s->slug, "mcp.server.delete", NULL, request_id);
+    exec_flush(r);
     if (store_mcp_server_delete(r->cfg.db, s->id, err) < 0)
         return -1;
     vault_forget(r->cfg.vault, s->id);

@@ -529,6 +529,22 @@ int store_mcp_execution_insert(store *s, const mcp_execution_row *r, ferr *err)
     return step_done(s, q, err, "recording an MCP tool execution");
 }
 
+int store_mcp_executions_append(store *s, const mcp_execution_row *rows, size_t n, ferr *err)
+{
+    if (exec_slot(s, SL_BEGIN, "BEGIN IMMEDIATE") < 0)
+        return fail(s, err, "begin");
+    for (size_t i = 0; i < n; i++)
+        if (store_mcp_execution_insert(s, &rows[i], err) < 0) {
+            exec_slot(s, SL_ROLLBACK, "ROLLBACK");
+            return -1;
+        }
+    if (exec_slot(s, SL_COMMIT, "COMMIT") == 0)
+        return 0;
+    fail(s, err, "commit");
+    exec_slot(s, SL_ROLLBACK, "ROLLBACK");
+    return -1;
+}
+
 int store_mcp_executions_list(store *s, const char *server_id, int limit, store_mcp_execution_fn fn, void *ud,
                               ferr *err)
 {

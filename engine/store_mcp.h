@@ -105,6 +105,8 @@ typedef struct mcp_execution_row {
 } mcp_execution_row;
 
 int store_mcp_execution_insert(store *s, const mcp_execution_row *r, ferr *err);
+/* Several in one transaction (a batch). */
+int store_mcp_executions_append(store *s, const mcp_execution_row *rows, size_t n, ferr *err);
 typedef void (*store_mcp_execution_fn)(void *ud, const mcp_execution_row *r);
 /* Newest first. */
 int store_mcp_executions_list(store *s, const char *server_id, int limit, store_mcp_execution_fn fn, void *ud,

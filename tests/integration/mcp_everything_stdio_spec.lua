@@ -151,6 +151,7 @@ describe("ferry's MCP client with server-everything over stdio", function()
     assert.are.equal("tool_error", body.error.details.mcp_error)
     assert.is_true(body.error.details.result.isError)
     assert.is_truthy(body.error.details.result.content[1].text)
+    mcp.executions(srv, admin, server.id)   -- writes what is batched
     local rows = h.sql(srv.data, "SELECT status FROM mcp_tool_executions WHERE tool_name = " ..
       "'everything__gzip-file-as-resource'")
     assert.are.same({{"tool_error"}}, rows)
@@ -173,6 +174,7 @@ describe("ferry's MCP client with server-everything over stdio", function()
     assert.are.equal(200, st)
     assert.are.equal("succeeded", answer.approval.status)
     assert.is_truthy(answer.approval.result.content[1].text:match("logging"))
+    mcp.executions(srv, admin, server.id)
     local rows = h.sql(srv.data, "SELECT status, approval_id FROM mcp_tool_executions WHERE tool_name = " ..
       "'everything__toggle-simulated-logging'")
     assert.are.same({{"success", id}}, rows)
@@ -188,6 +190,7 @@ describe("ferry's MCP client with server-everything over stdio", function()
     assert.are.equal("upstream_timeout", body.error.code)
     assert.are.equal("timeout", body.error.details.mcp_error)
     assert.is_true(h.now() - t0 < 4)
+    mcp.executions(srv, admin, server.id)
     local rows = h.sql(srv.data, "SELECT status FROM mcp_tool_executions WHERE tool_name = " ..
       "'everything__trigger-long-running-operation'")
     assert.are.same({{"timeout"}}, rows)
@@ -242,8 +245,12 @@ describe("ferry's MCP client with server-everything over stdio", function()
     assert.are.equal(200, status)
     local kids = mcp.children(srv.pid)
     assert.is_true(#kids >= 1)
+    local data = srv.data
     srv.stop()
     srv = nil
     for _, pid in ipairs(kids) do assert.is_false(mcp.alive(pid)) end
+    -- Executions are batched; what waited is written at exit, not lost.
+    assert.are.same({{"success"}}, h.sql(data, "SELECT status FROM mcp_tool_executions WHERE tool_name = '" ..
+      body.server.slug .. "__echo'"))
   end)
 end)

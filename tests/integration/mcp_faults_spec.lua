@@ -12,6 +12,7 @@ describe("ferry's MCP client against a faulty Streamable HTTP server", function(
 
   local function call(tool, args) return srv.call(member, slug .. "__" .. tool, args or {}) end
   local function last_execution(tool)
+    mcp.executions(srv, admin, id)   -- writes what is batched
     return h.sql(srv.data, "SELECT status, error_code, coalesce(jsonrpc_code, '') FROM mcp_tool_executions" ..
       " WHERE tool_name = '" .. slug .. "__" .. tool .. "' ORDER BY id DESC LIMIT 1")[1]
   end
