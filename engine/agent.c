@@ -22,6 +22,8 @@ static void on_called(void *arg, const call_result *r)
 
 int agent_may_use(const agent_deps *d, const principal *who, const provider *p, const provider_tool *t)
 {
+    if (!providers_visible(p, who))
+        return 0;   /* another team's MCP server */
     ferr e = {0};
     int ok = policy_may_use(d->policy, who, p, t, &e) == 0;
     ferr_clear(&e);
@@ -49,7 +51,7 @@ int agent_each_tool(const agent_deps *d, const principal *who, agent_tool_fn fn,
 int agent_call(const agent_deps *d, const principal *who, const char *name, json_t *arguments,
                const char *connection_id, const char *request_id, agent_done_fn done, void *arg, ferr *err)
 {
-    provider_tool *t = providers_find_tool(d->providers, name ? name : "");
+    provider_tool *t = providers_find_tool_for(d->providers, name ? name : "", who);
     if (!t) {
         ferr_set(err, FERR_UNKNOWN_TOOL, "there is no tool named '%s'", name ? name : "");
         ferr_detail(err, "name", json_string(name ? name : ""));

@@ -85,17 +85,26 @@ static void reply_call(void *arg, const call_result *res)
         return;
     }
     char *result = json_dumps(res->result, JSON_TEXT);
-    json_t *text = json_is_string(res->result) ? json_incref(res->result)
-                                               : jsonfmt_string(result ? result : "null",
-                                                                result ? strlen(result) : 4);
-    char *text_json = json_dumps(text, JSON_TEXT);
     struct evbuffer *buf = evbuffer_new();
-    evbuffer_add_printf(buf, "{\"content\":[{\"text\":%s,\"type\":\"text\"}],\"duration_ms\":%.3f,\"result\":%s}\n",
-                        text_json ? text_json : "\"\"", res->duration_ms, result ? result : "null");
+    if (res->content) {
+        /* An MCP tool's own content blocks (text, images, resources) go to
+         * the agent as they came. */
+        char *content = json_dumps(res->content, JSON_TEXT);
+        evbuffer_add_printf(buf, "{\"content\":%s,\"duration_ms\":%.3f,\"result\":%s}\n", content ? content : "[]",
+                            res->duration_ms, result ? result : "null");
+        free(content);
+    } else {
+        json_t *text = json_is_string(res->result) ? json_incref(res->result)
+                                                   : jsonfmt_string(result ? result : "null",
+                                                                    result ? strlen(result) : 4);
+        char *text_json = json_dumps(text, JSON_TEXT);
+        evbuffer_add_printf(buf, "{\"content\":[{\"text\":%s,\"type\":\"text\"}],\"duration_ms\":%.3f,\"result\":%s}\n",
+                            text_json ? text_json : "\"\"", res->duration_ms, result ? result : "null");
+        free(text_json);
+        json_decref(text);
+    }
     hreq_reply_evbuffer(r, 200, "application/json", buf);
     evbuffer_free(buf);
-    free(text_json);
-    json_decref(text);
     free(result);
 }
 

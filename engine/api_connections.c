@@ -29,6 +29,8 @@ static void get_integrations(hreq *r, void *arg)
     json_t *list = json_array();
     for (size_t i = 0; i < providers_count(a->providers); i++) {
         const provider *p = providers_at(a->providers, i);
+        if (!providers_visible(p, hreq_principal(r)))
+            continue;   /* another team's MCP server */
         json_array_append_new(list, discovery_integration(p, conns, json_integer_value(json_object_get(pop, p->slug))));
     }
     json_decref(pop);

@@ -320,7 +320,8 @@ static void put_rate_limits(hreq *r, void *arg)
         reply_ferr(r, &e);
         return;
     }
-    if (strcmp(json_string_value(integration), "*") != 0 && !providers_find(a->providers, json_string_value(integration))) {
+    const provider *target = providers_find(a->providers, json_string_value(integration));
+    if (strcmp(json_string_value(integration), "*") != 0 && (!target || !providers_visible(target, who))) {
         ferr_set(&e, FERR_NOT_FOUND, "there is no integration named '%s'", json_string_value(integration));
         reply_ferr(r, &e);
         return;
@@ -345,7 +346,7 @@ static void put_write_tools(hreq *r, void *arg)
     json_t *body = hreq_json(r);
     json_t *tool = json_object_get(body, "tool"), *req = json_object_get(body, "require_approval");
     ferr e = {0};
-    provider_tool *t = json_is_string(tool) ? providers_find_tool(a->providers, json_string_value(tool)) : NULL;
+    provider_tool *t = json_is_string(tool) ? providers_find_tool_for(a->providers, json_string_value(tool), who) : NULL;
     if (!json_is_boolean(req) || !json_is_string(tool)) {
         ferr_set(&e, FERR_INVALID_ARGUMENTS, "want {tool, require_approval: true or false}");
     } else if (!t) {

@@ -93,6 +93,16 @@ int app_open(app *a, const app_config *cfg, ferr *err)
     a->oauth = oauth_new(&od);
     if (!a->oauth)
         return ferr_set(err, FERR_INTERNAL, "out of memory");
+    /* Approved MCP servers join the provider index before anything looks
+     * tools up. */
+    mcpc_registry_config mc = {.base = a->base, .db = a->db, .vault = a->vault, .http = a->http,
+                               .providers = a->providers, .audit = a->audit,
+                               .allow_private = a->cfg.mcp_allow_private,
+                               .stdio_commands = a->cfg.mcp_stdio_commands, .background = a->cfg.mcp_background,
+                               .data_dir = a->cfg.data_dir};
+    a->mcpc = mcpc_registry_new(&mc, err);
+    if (!a->mcpc)
+        return -1;
     if (a->cfg.public_url)
         oauth_set_public_url(a->oauth, a->cfg.public_url);
     calls_config cc = {
@@ -215,6 +225,7 @@ int app_serve(app *a, ferr *err)
     api_syncs_register(a->server);
     if (syncs_start(a->syncs, err) < 0 || sched_start(a->sched, err) < 0)
         return -1;
+    api_mcp_servers_register(a->server);
     if (!a->cfg.public_url) {
         char url[300];
         snprintf(url, sizeof url, "http://%s", hserver_address(a->server));
@@ -277,6 +288,8 @@ void app_close(app *a)
     /* Calls next: ending one answers its HTTP request, which must still
      * exist. */
     calls_free(a->calls);
+    /* MCP syncs an admin waits for answer; server processes are stopped. */
+    mcpc_registry_free(a->mcpc);
     /* Then sign-ins still exchanging their code: they answer too. */
     oauth_free(a->oauth);
     hserver_free(a->server);

@@ -14,6 +14,7 @@
 #include "hclient.h"
 #include "hserver.h"
 #include "mcp_server.h"
+#include "mcpc_registry.h"
 #include "oauth.h"
 #include "policy.h"
 #include "providers.h"
@@ -52,6 +53,9 @@ typedef struct app_config {
     int sync_attempts;                 /* 4 */
     size_t chunk_size;                 /* 1000 bytes */
     long chunk_overlap;                /* 0 → 100 bytes; negative: none */
+    int mcp_allow_private;             /* registered MCP server URLs may be non-public addresses */
+    const char **mcp_stdio_commands;   /* programs a stdio MCP server may run, NULL-terminated; may be NULL */
+    int mcp_background;                /* periodic MCP syncs and list_changed streams (serve) */
 } app_config;
 
 typedef struct app {
@@ -70,6 +74,7 @@ typedef struct app {
     approvals *approvals;
     sched *sched;
     syncs *syncs;
+    mcpc_registry *mcpc;               /* remote MCP servers (the MCP client) */
     agent_deps agent;
     hserver *server;                   /* only when serving */
     mcp_server *mcp;                   /* only when serving */
@@ -95,5 +100,6 @@ void api_context_register(hserver *hs);
 void api_governance_register(hserver *hs);
 void api_oauth_register(hserver *hs);
 void api_syncs_register(hserver *hs);
+void api_mcp_servers_register(hserver *hs);
 
 #endif

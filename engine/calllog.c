@@ -25,6 +25,7 @@ static void free_row(call_record *r)
     free((char *)r->outcome);
     free((char *)r->arguments);
     free((char *)r->error_message);
+    free((char *)r->integration);
 }
 
 void calllog_flush(calllog *cl)
@@ -84,6 +85,9 @@ void calllog_append(calllog *cl, const call_record *row)
     r->outcome = dup_or_null(row->outcome);
     r->arguments = dup_or_null(row->arguments);
     r->error_message = dup_or_null(row->error_message);
+    /* Copied too: a provider that came at run time (an MCP server) may be
+     * gone before the batch is written. */
+    r->integration = dup_or_null(row->integration);
     if (!cl->timer || cl->n == BATCH_ROWS) {
         calllog_flush(cl);
         return;

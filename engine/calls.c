@@ -32,6 +32,7 @@ struct call {
     char name[128];             /* the tool's full name, or "<slug>:check" */
     lua_ctx lctx;
     lhost_task *task;
+    provider_run *run;          /* a runner's call (a remote MCP tool) */
     principal who;
     int has_who;
     char request_id[17];
@@ -154,10 +155,13 @@ static void finish(call *c, json_t *result, ferr *err)
 
     call_result r = {.tool = c->name, .result = result, .err = err && err->code ? err : NULL,
                      .duration_ms = ms, .connection = c->has_conn ? &c->conn : NULL};
+    if (c->provider->runner && json_is_array(json_object_get(result, "content")))
+        r.content = json_object_get(result, "content");
     c->done(c->done_arg, &r);
     json_decref(c->arguments);
     credentials_wipe(&c->creds);
     store_connection_clear(&c->conn);
+    provider_unref(c->provider);
     free(c);
 }
 
@@ -241,6 +245,20 @@ static void on_task_done(lhost_task *t, lua_State *L, int nres, ferr *err, void 
     ferr_clear(&e);
 }
 
+/* A runner's call ended (it never ends from inside start). */
+static void on_run_done(void *arg, json_t *result, ferr *err)
+{
+    call *c = arg;
+    c->run = NULL;
+    ferr e = {0};
+    if (err && err->code)
+        ferr_move(&e, err);
+    if (e.code == FERR_PAYLOAD_TOO_LARGE)
+        e.status = 502;
+    finish(c, e.code ? NULL : result, &e);
+    ferr_clear(&e);
+}
+
 static int push_ctx_and_args(lua_State *L, void *ud)
 {
     call *c = ud;
@@ -284,6 +302,7 @@ static int attach_connection(calls *cs, call *c, const call_request *req, ferr *
 
 static void free_unstarted(call *c)
 {
+    provider_unref(c->provider);
     json_decref(c->arguments);
     credentials_wipe(&c->creds);
     store_connection_clear(&c->conn);
@@ -304,6 +323,17 @@ static int run_task(calls *cs, call *c, ferr *err)
         .conn = c->has_conn ? &c->conn : NULL, .creds = c->has_conn ? &c->creds : NULL,
     };
     ferr start_err = {0};
+    const provider_runner *runner = c->provider->runner;
+    if (runner) {
+        provider_run_request rr = {.p = c->provider, .tool = c->tool, .arguments = c->arguments,
+                                   .who = c->has_who ? &c->who : NULL, .request_id = c->request_id,
+                                   .approval_id = c->approval_id[0] ? c->approval_id : NULL};
+        if (runner->start(runner->ctx, &rr, on_run_done, c, &c->run, &start_err) < 0) {
+            finish(c, NULL, &start_err);
+            ferr_clear(&start_err);
+        }
+        return 0;
+    }
     if (lhost_task_start(c->provider->host, c->fn_ref, push_ctx_and_args, c, on_task_done, c, &c->lctx,
                          c->request_id, c->name, &c->task, &start_err) < 0) {
         /* It never ran; still a call that happened and failed. */
@@ -349,6 +379,7 @@ static void on_refreshed(void *arg, const ferr *rerr)
 static int launch(calls *cs, call *c, const call_request *req, int fn_ref, call_done_fn done, void *arg,
                   ferr *err)
 {
+    provider_ref(c->provider);   /* it may leave the index while the call runs */
     if (cs->nrunning >= cs->cfg.max_in_flight) {
         ferr_set(err, FERR_RATE_LIMITED, "too many tool calls in flight (%zu); retry shortly", cs->nrunning);
         ferr_detail(err, "retry_after", json_integer(1));
@@ -396,7 +427,7 @@ static int launch(calls *cs, call *c, const call_request *req, int fn_ref, call_
 
 int calls_start(calls *cs, const call_request *req, call_done_fn done, void *arg, ferr *err)
 {
-    provider_tool *tool = providers_find_tool(cs->cfg.providers, req->tool ? req->tool : "");
+    provider_tool *tool = providers_find_tool_for(cs->cfg.providers, req->tool ? req->tool : "", req->who);
     if (!tool) {
         ferr_set(err, FERR_UNKNOWN_TOOL, "there is no tool named '%s'", req->tool ? req->tool : "");
         ferr_detail(err, "name", json_string(req->tool ? req->tool : ""));
@@ -459,6 +490,9 @@ void calls_abort_all(calls *cs, ferr_code code, const char *message)
         c->refresh = NULL;
         if (c->task)
             lhost_task_abort(c->task);
+        if (c->run)
+            c->provider->runner->cancel(c->provider->runner->ctx, c->run);
+        c->run = NULL;
         ferr e = {0};
         ferr_set(&e, code, "%s", message);
         finish(c, NULL, &e);

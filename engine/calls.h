@@ -45,6 +45,8 @@ typedef struct call_result {
     const ferr *err;
     double duration_ms;
     const store_connection *connection;   /* the one used, or NULL */
+    json_t *content;            /* content blocks the tool produced itself (an MCP tool's), borrowed; NULL:
+                                   the result is shown as text */
 } call_result;
 
 typedef void (*call_done_fn)(void *arg, const call_result *r);

@@ -82,6 +82,8 @@ int discovery_usable(const provider *p, json_t *connections)
 
 static const char *method_of(const provider *p)
 {
+    if (p->runner)
+        return p->runner->method;
     switch (p->authn.kind) {
     case AUTH_API_KEY: return "api_key";
     case AUTH_BASIC: return "basic";

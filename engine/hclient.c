@@ -81,6 +81,16 @@ struct hclient_xfer {
     size_t body_len, body_cap;
     int too_large;
     int allow_private;
+    /* streaming (on_data): chunks wait in body until the deliver event
+     * hands them over on the loop, outside libcurl's callbacks */
+    hclient_data_fn on_data;
+    struct event *deliver;
+    int deliver_pending;
+    int in_callback;             /* on_data is running: a cancel waits for it */
+    int cancelled;
+    int stopped;                 /* the reader asked to stop */
+    int paused;                  /* held back until the reader catches up */
+    size_t streamed;             /* bytes handed to the reader */
     char blocked[64];            /* the refused address, when egress stopped it */
     hclient_header *rh;
     size_t nrh, rh_cap;
@@ -181,7 +191,15 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
     hclient_xfer *x = arg;
     size_t n = size * nmemb;
-    if (x->body_len + n > x->c->cfg.max_response_bytes) {
+    if (x->stopped)
+        return 0;
+    /* A stream is held back (paused) while its reader has not caught up,
+     * instead of failing: its size is unbounded by nature. */
+    if (x->on_data && x->body_len && x->body_len + n > x->c->cfg.max_response_bytes) {
+        x->paused = 1;
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    if (!x->on_data && x->body_len + n > x->c->cfg.max_response_bytes) {
         x->too_large = 1;
         return 0;   /* makes curl stop with CURLE_WRITE_ERROR */
     }
@@ -197,6 +215,13 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
     }
     memcpy(x->body + x->body_len, data, n);
     x->body_len += n;
+    /* A stream's reader runs later, from the loop: libcurl forbids adding
+     * or removing transfers from inside its callbacks, and a reader may
+     * well do either. */
+    if (x->on_data && !x->deliver_pending) {
+        x->deliver_pending = 1;
+        event_active(x->deliver, EV_TIMEOUT, 1);
+    }
     return n;
 }
 
@@ -320,6 +345,8 @@ static void release(hclient_xfer *x)
     } else {
         curl_easy_cleanup(x->easy);
     }
+    if (x->deliver)
+        event_free(x->deliver);
     curl_slist_free_all(x->headers);
     free(x->req_body);
     free(x->body);
@@ -344,9 +371,63 @@ static void record(hclient_xfer *x, const char *status, double ms, size_t bytes)
     log_end(l);
 }
 
+/* Hands a stream's waiting chunks to its reader. Returns 0, -1 when the
+ * reader asked to stop, or 1 when it cancelled the transfer meanwhile (x
+ * is then freed). */
+static int deliver(hclient_xfer *x)
+{
+    if (!x->body_len)
+        return 0;
+    hclient_response head = {0};
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &head.status);
+    head.headers = x->rh;
+    head.nheaders = x->nrh;
+    head.body = (char *)"";
+    x->in_callback = 1;
+    x->streamed += x->body_len;
+    int rc = x->on_data(x->arg, &head, x->body, x->body_len);
+    x->in_callback = 0;
+    x->body_len = 0;
+    if (x->cancelled) {
+        unlink_xfer(x);
+        release(x);
+        return 1;
+    }
+    if (rc < 0)
+        return -1;
+    if (x->paused) {
+        x->paused = 0;
+        curl_easy_pause(x->easy, CURLPAUSE_CONT);
+    }
+    return 0;
+}
+
+static void finish(hclient_xfer *x, CURLcode rc);
+
+static void on_deliver(evutil_socket_t fd, short events, void *arg)
+{
+    (void)fd;
+    (void)events;
+    hclient_xfer *x = arg;
+    x->deliver_pending = 0;
+    if (deliver(x) < 0) {
+        x->stopped = 1;
+        finish(x, CURLE_WRITE_ERROR);
+    }
+}
+
 static void finish(hclient_xfer *x, CURLcode rc)
 {
     hclient *c = x->c;
+    /* What arrived before the end is the reader's, even when the end is
+     * an error (the events before a broken stream still count). */
+    if (x->on_data && !x->stopped) {
+        int d = deliver(x);
+        if (d > 0)
+            return;
+        if (d < 0)
+            x->stopped = 1;
+    }
     unlink_xfer(x);
     double ms = ms_since(&x->started);
     ferr err = {0};
@@ -374,6 +455,8 @@ static void finish(hclient_xfer *x, CURLcode rc)
                      ms < (double)c->cfg.connect_timeout_ms ? x->timeout_ms : c->cfg.connect_timeout_ms);
         else
             ferr_set(&err, FERR_UPSTREAM_TIMEOUT, "%s did not answer within %ld ms", x->host, x->timeout_ms);
+    } else if (x->stopped) {
+        ferr_set(&err, FERR_UPSTREAM_ERROR, "the stream from %s was stopped by the reader", x->host);
     } else if (x->blocked[0]) {
         ferr_set(&err, FERR_EGRESS_DENIED,
                  "%s resolves to %s, a non-public address; refused (declare that address in hosts, or point "
@@ -392,7 +475,7 @@ static void finish(hclient_xfer *x, CURLcode rc)
         ferr_detail(&err, "host", json_string(x->host));
         snprintf(status, sizeof status, "%s", ferr_code_name(err.code));
     }
-    record(x, status, ms, x->body_len);
+    record(x, status, ms, x->on_data ? x->streamed : x->body_len);
     if (err.code)
         x->done(x->arg, NULL, &err);
     else
@@ -566,7 +649,12 @@ int hclient_start(hclient *c, hclient_request *req, hclient_done_fn done, void *
     snprintf(x->request_id, sizeof x->request_id, "%s", req->request_id ? req->request_id : "");
     snprintf(x->label, sizeof x->label, "%s", req->label ? req->label : "");
     describe_url(x, req->url, req->host, req->path);
-    x->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : c->cfg.default_timeout_ms;
+    x->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : req->timeout_ms < 0 ? 0 : c->cfg.default_timeout_ms;
+    x->on_data = req->on_data;
+    if (x->on_data && !(x->deliver = event_new(c->base, -1, 0, on_deliver, x))) {
+        release(x);
+        return ferr_set(err, FERR_INTERNAL, "out of memory");
+    }
 
     /* Every option that differs between transfers is set here, each time:
      * pooled handles keep what the previous transfer set. */
@@ -574,6 +662,11 @@ int hclient_start(hclient *c, hclient_request *req, hclient_done_fn done, void *
     curl_easy_setopt(e, CURLOPT_URL, req->url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, x);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, x->timeout_ms);
+    /* A stream has no size of its own to cap; what waits undelivered is
+     * capped in on_body instead. TCP keepalive notices a peer that went
+     * away without closing, where no deadline would. */
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, x->on_data ? (curl_off_t)0 : (curl_off_t)c->cfg.max_response_bytes);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, x->on_data ? 1L : 0L);
     /* Over TLS, wait for a connection that may multiplex (HTTP/2 is known
      * after the handshake) rather than opening one per request. Never for
      * plain http: curl would hold every request to the host until the first
@@ -631,6 +724,10 @@ void hclient_cancel(hclient_xfer *x)
 {
     if (!x)
         return;
+    if (x->in_callback) {
+        x->cancelled = 1;   /* deliver() frees it when the reader returns */
+        return;
+    }
     unlink_xfer(x);
     release(x);
 }

@@ -51,13 +51,25 @@ typedef struct hclient_response {
  * truncated body, TLS failure...). */
 typedef void (*hclient_done_fn)(void *arg, hclient_response *resp, ferr *err);
 
+/* Streaming: a chunk of the body as it arrives. `head` carries the status
+ * and headers (its body is empty). Runs on the loop, never inside
+ * libcurl, so it may start or cancel other transfers (not its own: return
+ * -1 to stop it, and done then gets upstream_error "stopped by the
+ * reader"). */
+typedef int (*hclient_data_fn)(void *arg, const hclient_response *head, const char *data, size_t len);
+
 typedef struct hclient_request {
     const char *method;          /* NULL → GET */
     const char *url;
     struct curl_slist *headers;  /* "Name: value" lines; ownership passes to the client */
     const char *body;            /* copied */
     size_t body_len;
-    long timeout_ms;             /* whole-request deadline; 0 → default */
+    long timeout_ms;             /* whole-request deadline; 0 → default; < 0: none (a stream
+                                    that stays open; TCP keepalive then finds dead peers) */
+    /* When set, the body is streamed to on_data instead of kept (done's
+     * response then has an empty body); the size cap applies to what
+     * waits undelivered, not to the whole stream. */
+    hclient_data_fn on_data;
     /* For the upstream log line and metrics only. */
     const char *request_id;
     const char *label;           /* e.g. the provider slug */

@@ -59,7 +59,8 @@ enum {
     OPT_BUSY_TIMEOUT, OPT_PUBLIC_URL, OPT_REFRESH_MARGIN, OPT_REFRESH_INTERVAL, OPT_CLIENT_ID, OPT_CLIENT_SECRET,
     OPT_AUTHORIZE_URL, OPT_TOKEN_URL, OPT_REVOKE_URL, OPT_MCP_ORIGIN, OPT_MCP_PAGE_SIZE, OPT_SCHED_TICK,
     OPT_SYNC_LEASE, OPT_SYNC_CONCURRENCY, OPT_SYNC_BACKOFF, OPT_SYNC_RETRY, OPT_SYNC_ATTEMPTS, OPT_CHUNK_SIZE,
-    OPT_CHUNK_OVERLAP, OPT_CATEGORY, OPT_INTEGRATION_FILTER, OPT_LIMIT
+    OPT_CHUNK_OVERLAP, OPT_CATEGORY, OPT_INTEGRATION_FILTER, OPT_LIMIT, OPT_MCP_ALLOW_PRIVATE,
+    OPT_MCP_STDIO_COMMAND
 };
 
 /* Options of the commands that run syncs (serve, syncs run). */
@@ -232,7 +233,11 @@ static const char serve_help[] =
     "  --oauth-refresh-interval-seconds N how often expiring tokens are looked for (default 60)\n"
     "  --mcp-allowed-origin ORIGIN  also accept this browser Origin (scheme://host[:port]) on\n"
     "                          /mcp (repeatable; ferry's own origins are always accepted)\n"
-    "  --mcp-page-size N       tools per MCP tools/list page (default 100)\n";
+    "  --mcp-page-size N       tools per MCP tools/list page (default 100)\n"
+    "  --mcp-allow-private     MCP server URLs that admins register may be loopback or\n"
+    "                          private addresses (default: public addresses only)\n"
+    "  --mcp-stdio-command PATH  a program admins may register as an MCP server run over\n"
+    "                          stdio, by its absolute path (repeatable; default: none)\n";
 
 static int cmd_serve(int argc, char **argv)
 {
@@ -254,10 +259,13 @@ static int cmd_serve(int argc, char **argv)
         {"oauth-refresh-interval-seconds", required_argument, 0, OPT_REFRESH_INTERVAL},
         {"mcp-allowed-origin", required_argument, 0, OPT_MCP_ORIGIN},
         {"mcp-page-size", required_argument, 0, OPT_MCP_PAGE_SIZE},
+        {"mcp-allow-private", no_argument, 0, OPT_MCP_ALLOW_PRIVATE},
+        {"mcp-stdio-command", required_argument, 0, OPT_MCP_STDIO_COMMAND},
         SYNC_OPTIONS,
         {0, 0, 0, 0}};
     common c = {0};
     list origins = {0};
+    list stdio_commands = {0};
     int opt;
     long v;
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -340,11 +348,22 @@ static int cmd_serve(int argc, char **argv)
                 return EXIT_USAGE;
             c.cfg.mcp_page_size = (size_t)v;
             break;
+        case OPT_MCP_ALLOW_PRIVATE: c.cfg.mcp_allow_private = 1; break;
+        case OPT_MCP_STDIO_COMMAND:
+            if (optarg[0] != '/') {
+                fprintf(stderr, "ferry serve: --mcp-stdio-command wants an absolute path\n");
+                return EXIT_USAGE;
+            }
+            if (list_add(&stdio_commands, optarg) < 0)
+                return EXIT_USAGE;
+            break;
         case OPT_HELP: printf("%s%s%s", serve_help, sync_help, common_help); return 0;
         default: fprintf(stderr, "%s", serve_help); return EXIT_USAGE;
         }
     }
     c.cfg.mcp_allowed_origins = origins.n ? origins.items : NULL;
+    c.cfg.mcp_stdio_commands = stdio_commands.n ? stdio_commands.items : NULL;
+    c.cfg.mcp_background = 1;
     if (optind < argc) {
         fprintf(stderr, "ferry serve: unexpected argument '%s'\n%s", argv[optind], serve_help);
         return EXIT_USAGE;

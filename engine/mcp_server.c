@@ -28,9 +28,13 @@ static const char instructions[] =
     "A write tool does not run at once: it answers \"awaiting approval <id>\" and runs only once a person "
     "approves it, so do not call it again for the same change.";
 
-/* One tool as MCP describes it, serialized once per revision. */
+/* One tool as MCP describes it, serialized once per revision. Tools of
+ * the providers loaded at start are in the catalogue for good; tools of
+ * providers that come and go (remote MCP servers, replaced when their tools
+ * change) are described per request and hold their provider meanwhile. */
 typedef struct mcp_tool {
     provider_tool *t;
+    int dynamic;               /* owned by a request; holds a reference to t->p */
     char *entry[2];            /* the Tool object: [0] 2025-11-25, [1] 2026-07-28 */
     int has_output[2];         /* whether that entry declares an outputSchema */
     mcp_param_header *params;  /* x-mcp-header declarations */
@@ -150,6 +154,57 @@ static char *tool_entry(const provider_tool *t, int modern, int *has_output)
     return dump(o);
 }
 
+static int describe_tool(mcp_tool *mt, provider_tool *t)
+{
+    mt->t = t;
+    mt->entry[0] = tool_entry(t, 0, &mt->has_output[0]);
+    mt->entry[1] = tool_entry(t, 1, &mt->has_output[1]);
+    if (!mt->entry[0] || !mt->entry[1])
+        return -1;
+    char why[256];
+    mt->offered = mcp_param_headers_read(t->input, &mt->params, &mt->nparams, why, sizeof why) == 0;
+    if (!mt->offered) {
+        log_line *l = log_begin(LOG_WARN, "tool not offered over MCP: invalid x-mcp-header");
+        log_str(l, "tool", t->full_name);
+        log_str(l, "reason", why);
+        log_end(l);
+    }
+    return 0;
+}
+
+static void tool_clear(mcp_tool *mt)
+{
+    free(mt->entry[0]);
+    free(mt->entry[1]);
+    mcp_param_headers_free(mt->params, mt->nparams);
+}
+
+/* A tool of a provider that may be replaced while the request runs. */
+static mcp_tool *dynamic_tool_new(provider_tool *t)
+{
+    mcp_tool *mt = calloc(1, sizeof *mt);
+    if (!mt)
+        return NULL;
+    if (describe_tool(mt, t) < 0) {
+        tool_clear(mt);
+        free(mt);
+        return NULL;
+    }
+    mt->dynamic = 1;
+    provider_ref(t->p);
+    return mt;
+}
+
+static void dynamic_tool_free(const mcp_tool *mt)
+{
+    if (!mt || !mt->dynamic)
+        return;
+    mcp_tool *owned = (mcp_tool *)mt;
+    provider_unref(owned->t->p);
+    tool_clear(owned);
+    free(owned);
+}
+
 static int build_catalogue(mcp_server *m, providers *ps)
 {
     size_t total = 0;
@@ -160,22 +215,14 @@ static int build_catalogue(mcp_server *m, providers *ps)
         return -1;
     for (size_t i = 0; i < providers_count(ps); i++) {
         provider *p = providers_at(ps, i);
+        if (p->runner)
+            continue;   /* described per request: it may be replaced */
         for (size_t k = 0; k < p->ntools; k++) {
             provider_tool *t = &p->tools[k];
             if (providers_find_tool(ps, t->full_name) != t)
                 continue;   /* a duplicate slug: the index names the other one */
-            mcp_tool *mt = &m->tools[m->ntools++];
-            mt->t = t;
-            mt->entry[0] = tool_entry(t, 0, &mt->has_output[0]);
-            mt->entry[1] = tool_entry(t, 1, &mt->has_output[1]);
-            char why[256];
-            mt->offered = mcp_param_headers_read(t->input, &mt->params, &mt->nparams, why, sizeof why) == 0;
-            if (!mt->offered) {
-                log_line *l = log_begin(LOG_WARN, "tool not offered over MCP: invalid x-mcp-header");
-                log_str(l, "tool", t->full_name);
-                log_str(l, "reason", why);
-                log_end(l);
-            }
+            if (describe_tool(&m->tools[m->ntools++], t) < 0)
+                return -1;
         }
     }
     return 0;
@@ -195,6 +242,24 @@ static const mcp_tool *find_tool(const mcp_server *m, const char *name)
 {
     const mcp_tool *mt = bsearch(name, m->tools, m->ntools, sizeof *m->tools, by_name);
     return mt && mt->offered ? mt : NULL;
+}
+
+/* The tool `name` as `who` may know it: from the catalogue, or described
+ * now for a provider that comes and goes (free with dynamic_tool_free). */
+static const mcp_tool *lookup_tool(const mcp_server *m, providers *ps, const principal *who, const char *name)
+{
+    const mcp_tool *mt = find_tool(m, name);
+    if (mt)
+        return mt;
+    provider_tool *t = providers_find_tool_for(ps, name, who);
+    if (!t || !t->p->runner)
+        return NULL;
+    mcp_tool *made = dynamic_tool_new(t);
+    if (made && !made->offered) {
+        dynamic_tool_free(made);
+        return NULL;
+    }
+    return made;
 }
 
 mcp_server *mcp_server_new(const agent_deps *deps, const mcp_server_config *cfg, ferr *err)
@@ -230,11 +295,8 @@ void mcp_server_free(mcp_server *m)
 {
     if (!m)
         return;
-    for (size_t i = 0; i < m->ntools; i++) {
-        free(m->tools[i].entry[0]);
-        free(m->tools[i].entry[1]);
-        mcp_param_headers_free(m->tools[i].params, m->tools[i].nparams);
-    }
+    for (size_t i = 0; i < m->ntools; i++)
+        tool_clear(&m->tools[i]);
     free(m->tools);
     for (size_t i = 0; i < m->norigins; i++)
         free(m->origins[i]);
@@ -375,6 +437,17 @@ static void add_visible(void *arg, provider_tool *t, json_t *connection)
     (void)connection;
     visible *v = arg;
     const mcp_tool *mt = find_tool(v->m, t->full_name);
+    if (!mt && t->p->runner) {
+        mt = dynamic_tool_new(t);
+        if (!mt) {
+            v->oom = 1;
+            return;
+        }
+        if (!mt->offered) {
+            dynamic_tool_free(mt);
+            return;
+        }
+    }
     if (!mt || mt->t != t)
         return;
     if (v->n == v->cap) {
@@ -382,12 +455,20 @@ static void add_visible(void *arg, provider_tool *t, json_t *connection)
         const mcp_tool **grown = realloc(v->items, cap * sizeof *grown);
         if (!grown) {
             v->oom = 1;
+            dynamic_tool_free(mt);
             return;
         }
         v->items = grown;
         v->cap = cap;
     }
     v->items[v->n++] = mt;
+}
+
+static void visible_free(visible *v)
+{
+    for (size_t i = 0; i < v->n; i++)
+        dynamic_tool_free(v->items[i]);
+    free(v->items);
 }
 
 static void do_tools_list(rpc *c, json_t *params)
@@ -403,7 +484,7 @@ static void do_tools_list(rpc *c, json_t *params)
         reply_errorf(c->r, 200, c->id, JSONRPC_INTERNAL_ERROR, ferry_code(v.oom ? "internal" : ferr_code_name(e.code)),
                      "cannot list tools: %s", v.oom ? "out of memory" : e.message);
         ferr_clear(&e);
-        free(v.items);
+        visible_free(&v);
         return;
     }
     /* The cursor names the last tool of the previous page; a list that no
@@ -423,7 +504,7 @@ static void do_tools_list(rpc *c, json_t *params)
             reply_error(c->r, 200, c->id, JSONRPC_INVALID_PARAMS,
                         "invalid cursor: the tool list changed or the cursor is not one ferry gave; list from the start",
                         NULL);
-            free(v.items);
+            visible_free(&v);
             return;
         }
     }
@@ -450,7 +531,7 @@ static void do_tools_list(rpc *c, json_t *params)
     if (c->modern)
         evbuffer_add_printf(buf, ",\"ttlMs\":%d", TOOLS_TTL_MS);
     close_result(c, buf);
-    free(v.items);
+    visible_free(&v);
     send_buffer(c->r, buf);
 }
 
@@ -458,6 +539,7 @@ static void do_tools_list(rpc *c, json_t *params)
 
 static void rpc_free(rpc *c)
 {
+    dynamic_tool_free(c->tool);
     json_decref(c->id);
     free(c);
 }
@@ -535,11 +617,50 @@ static void reply_approval(rpc *c, json_t *approval)
     free(structured);
 }
 
+/* A remote MCP server's own result ({content, structuredContent?,
+ * isError}), passed on as the server gave it: its content blocks (images,
+ * resources, several texts) are the tool's answer, not ferry's JSON of it.
+ * 2025-11-25 allows only an object as structuredContent. */
+static void reply_mcp_result(rpc *c, json_t *result, int is_error)
+{
+    json_t *content = json_object_get(result, "content");
+    json_t *structured = json_object_get(result, "structuredContent");
+    char *content_text = json_dumps(content, JSON_COMPACT);
+    char *structured_text = structured && (c->modern || json_is_object(structured))
+                                ? json_dumps(structured, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    struct evbuffer *buf = evbuffer_new();
+    open_result(c, buf);
+    evbuffer_add_printf(buf, "\"content\":%s", content_text ? "" : "[]");
+    if (content_text)
+        evbuffer_add(buf, content_text, strlen(content_text));
+    evbuffer_add_printf(buf, ",\"isError\":%s", is_error ? "true" : "false");
+    if (structured_text) {
+        evbuffer_add_printf(buf, ",\"structuredContent\":");
+        evbuffer_add(buf, structured_text, strlen(structured_text));
+    }
+    close_result(c, buf);
+    free(content_text);
+    free(structured_text);
+    send_buffer(c->r, buf);
+}
+
+/* Whether `result` is a remote MCP server's result to pass on. */
+static int is_mcp_result(const rpc *c, json_t *result)
+{
+    return c->tool->t->p->runner && json_is_object(result) && json_is_array(json_object_get(result, "content"));
+}
+
 static void on_called(void *arg, const agent_result *res)
 {
     rpc *c = arg;
+    json_t *tool_error = !res->approval && res->call->err && res->call->err->details
+                             ? json_object_get(res->call->err->details, "result") : NULL;
     if (res->approval) {
         reply_approval(c, res->approval);
+    } else if (tool_error && is_mcp_result(c, tool_error)) {
+        reply_mcp_result(c, tool_error, 1);   /* the server's isError: what it said, for the model to correct */
+    } else if (!res->call->err && is_mcp_result(c, res->call->result)) {
+        reply_mcp_result(c, res->call->result, 0);
     } else if (res->call->err) {
         reply_tool_error(c, res->call->err);
     } else {
@@ -571,7 +692,7 @@ static void do_tools_call(rpc *proto, json_t *params)
         reply_error(proto->r, 200, proto->id, JSONRPC_INVALID_PARAMS, "params.arguments must be an object", NULL);
         return;
     }
-    const mcp_tool *mt = find_tool(proto->m, json_string_value(name));
+    const mcp_tool *mt = lookup_tool(proto->m, proto->a->providers, hreq_principal(proto->r), json_string_value(name));
     if (!mt) {
         reply_errorf(proto->r, 200, proto->id, JSONRPC_INVALID_PARAMS, ferry_code("unknown_tool"), "Unknown tool: %s",
                      json_string_value(name));
@@ -579,6 +700,7 @@ static void do_tools_call(rpc *proto, json_t *params)
     }
     rpc *c = malloc(sizeof *c);
     if (!c) {
+        dynamic_tool_free(mt);
         reply_error(proto->r, 200, proto->id, JSONRPC_INTERNAL_ERROR, "out of memory", NULL);
         return;
     }
@@ -643,7 +765,7 @@ static int check_mirrored_headers(rpc *c, const jsonrpc_msg *msg)
     }
     if (strcmp(msg->method, "tools/call") != 0 || !json_is_string(value))
         return 0;
-    const mcp_tool *mt = find_tool(c->m, json_string_value(value));
+    const mcp_tool *mt = lookup_tool(c->m, c->a->providers, hreq_principal(r), json_string_value(value));
     json_t *args = json_object_get(msg->params, "arguments");
     for (size_t i = 0; mt && i < mt->nparams; i++) {
         const mcp_param_header *p = &mt->params[i];
@@ -665,9 +787,11 @@ static int check_mirrored_headers(rpc *c, const jsonrpc_msg *msg)
         free(decoded);
         if (why) {
             reply_errorf(r, 400, c->id, MCP_ERR_HEADER_MISMATCH, NULL, "Header mismatch: %s %s", header, why);
+            dynamic_tool_free(mt);
             return -1;
         }
     }
+    dynamic_tool_free(mt);
     return 0;
 }
 

@@ -820,6 +820,8 @@ void provider_free(provider *p)
         json_decref(t->input);
         json_decref(t->output);
         schema_free(t->input_schema);
+        free(t->remote_name);
+        json_decref(t->remote);
     }
     free(p->tools);
     for (size_t i = 0; i < p->nsyncs; i++) {
@@ -856,6 +858,14 @@ void provider_free(provider *p)
     free(p->base_url);
     lhost_free(p->host);   /* releases every registry reference too */
     free(p);
+}
+
+void provider_ref(provider *p) { p->refs++; }
+
+void provider_unref(provider *p)
+{
+    if (p && --p->refs <= 0)
+        provider_free(p);
 }
 
 int provider_allows_host(const provider *p, const char *host)

@@ -16,6 +16,7 @@
 #include "schema.h"
 
 typedef struct provider provider;
+struct principal;
 
 typedef struct provider_tool {
     provider *p;
@@ -28,8 +29,33 @@ typedef struct provider_tool {
     json_t *output;        /* optional JSON Schema of the result, or NULL */
     char *data_category;   /* the one category it touches, or NULL: all the provider's */
     char *summary;         /* "Create contact {email}": how an approval describes a call; or NULL */
-    int run_ref;           /* registry reference to run(ctx, args) */
+    int run_ref;           /* registry reference to run(ctx, args); LUA_NOREF with a runner */
+    char *remote_name;     /* a runner's tool: its name where it runs (the MCP server's), or NULL */
+    json_t *remote;        /* what the runner needs to call it (owned), or NULL */
 } provider_tool;
+
+/* A provider whose tools run in C instead of a Lua state: a remote MCP
+ * server (mcpc_registry). calls runs its tools through start/cancel with
+ * the same guarantees as a Lua task (audit first, one end per call). */
+typedef struct provider_run provider_run;
+typedef void (*provider_run_done_fn)(void *arg, json_t *result, ferr *err);
+typedef struct provider_run_request {
+    provider *p;
+    provider_tool *tool;
+    json_t *arguments;               /* validated; borrowed */
+    const struct principal *who;     /* may be NULL (local CLI) */
+    const char *request_id;
+    const char *approval_id;         /* may be NULL */
+} provider_run_request;
+typedef struct provider_runner {
+    const char *method;    /* what the registry says of how it connects: "mcp" */
+    void *ctx;
+    /* done runs exactly once, later (never from inside start), unless
+     * cancelled. -1 with err when it cannot start: then no done. */
+    int (*start)(void *ctx, const provider_run_request *req, provider_run_done_fn done, void *arg,
+                 provider_run **out, ferr *err);
+    void (*cancel)(void *ctx, provider_run *run);
+} provider_runner;
 
 typedef struct provider_sync {
     char *name;
@@ -93,8 +119,11 @@ struct provider {
     size_t ntools;
     provider_sync *syncs;
     size_t nsyncs;
-    lhost *host;           /* the provider's Lua state */
+    lhost *host;           /* the provider's Lua state; NULL with a runner */
     int table_ref;
+    const provider_runner *runner;   /* NULL for Lua providers */
+    int64_t team_id;       /* 0: every team's; else only that team sees it (its MCP server) */
+    int refs;              /* the index's reference plus one per call running its tools */
 };
 
 /* Loads `src` (named `source` in messages and tracebacks). On success
@@ -103,6 +132,10 @@ struct provider {
 int provider_load(const char *source, const char *src, size_t len, const lhost_limits *limits,
                   provider **out, json_t *problems);
 void provider_free(provider *p);
+/* Calls hold a reference while they run, so a provider taken out of the
+ * index (an MCP server resynced or deleted) lives until they end. */
+void provider_ref(provider *p);
+void provider_unref(provider *p);
 
 /* Points the provider at another base URL (a test server, a self-hosted
  * instance) and allows that URL's host. */

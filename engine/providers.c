@@ -14,13 +14,15 @@ struct providers {
     provider **items;
     size_t n, cap;
     json_t *broken;
-    /* Sorted tool names for binary search; tools never move after load. */
+    /* Sorted tool names for binary search; rebuilt when a provider comes
+     * or goes at run time (a tool never moves while its provider lives). */
     provider_tool **tools;
     size_t ntools;
 };
 
 static int add(providers *ps, provider *p)
 {
+    p->refs = 1;   /* the index's */
     if (ps->n == ps->cap) {
         size_t cap = ps->cap ? ps->cap * 2 : 16;
         provider **items = realloc(ps->items, cap * sizeof *items);
@@ -148,6 +150,9 @@ static int cmp_tools(const void *a, const void *b)
 
 static int index_tools(providers *ps)
 {
+    free(ps->tools);
+    ps->tools = NULL;
+    ps->ntools = 0;
     size_t total = 0;
     for (size_t i = 0; i < ps->n; i++)
         total += ps->items[i]->ntools;
@@ -205,7 +210,7 @@ void providers_free(providers *ps)
     if (!ps)
         return;
     for (size_t i = 0; i < ps->n; i++)
-        provider_free(ps->items[i]);
+        provider_unref(ps->items[i]);
     free(ps->items);
     free(ps->tools);
     json_decref(ps->broken);
@@ -222,6 +227,50 @@ provider *providers_find(const providers *ps, const char *slug)
         if (strcmp(ps->items[i]->slug, slug) == 0)
             return ps->items[i];
     return NULL;
+}
+
+int providers_visible(const provider *p, const principal *who)
+{
+    return !p->team_id || !who || who->team_id == p->team_id;
+}
+
+provider_tool *providers_find_tool_for(const providers *ps, const char *full_name, const principal *who)
+{
+    provider_tool *t = providers_find_tool(ps, full_name);
+    return t && providers_visible(t->p, who) ? t : NULL;
+}
+
+int providers_put(providers *ps, provider *p, ferr *err)
+{
+    for (size_t i = 0; i < ps->n; i++) {
+        if (strcmp(ps->items[i]->slug, p->slug) != 0)
+            continue;
+        if (!ps->items[i]->runner)
+            return ferr_set(err, FERR_BAD_REQUEST, "the slug '%s' belongs to the provider %s", p->slug,
+                            ps->items[i]->source);
+        provider_unref(ps->items[i]);
+        p->refs = 1;
+        ps->items[i] = p;
+        if (index_tools(ps) < 0)
+            return ferr_set(err, FERR_INTERNAL, "out of memory");
+        return 0;
+    }
+    if (add(ps, p) < 0 || index_tools(ps) < 0)
+        return ferr_set(err, FERR_INTERNAL, "out of memory");
+    return 0;
+}
+
+void providers_remove(providers *ps, const char *slug)
+{
+    for (size_t i = 0; i < ps->n; i++) {
+        if (strcmp(ps->items[i]->slug, slug) != 0 || !ps->items[i]->runner)
+            continue;
+        provider_unref(ps->items[i]);
+        memmove(&ps->items[i], &ps->items[i + 1], (ps->n - i - 1) * sizeof *ps->items);
+        ps->n--;
+        index_tools(ps);
+        return;
+    }
 }
 
 provider_tool *providers_find_tool(const providers *ps, const char *full_name)
@@ -243,5 +292,6 @@ provider_tool *providers_find_tool(const providers *ps, const char *full_name)
 void providers_update_metrics(const providers *ps)
 {
     for (size_t i = 0; i < ps->n; i++)
-        metrics_set(METRIC_LUA_MEMORY_BYTES, (double)lhost_memory(ps->items[i]->host), ps->items[i]->slug, NULL);
+        if (ps->items[i]->host)
+            metrics_set(METRIC_LUA_MEMORY_BYTES, (double)lhost_memory(ps->items[i]->host), ps->items[i]->slug, NULL);
 }

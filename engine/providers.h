@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "provider.h"
+#include "store.h"
 
 typedef struct providers providers;
 
@@ -31,6 +32,18 @@ provider *providers_at(const providers *ps, size_t i);
 provider *providers_find(const providers *ps, const char *slug);
 /* A tool by its agent-facing name. */
 provider_tool *providers_find_tool(const providers *ps, const char *full_name);
+/* Whether `who` may know of `p` at all: a team's own providers (its MCP
+ * servers) exist for that team only; who NULL is the operator. */
+int providers_visible(const provider *p, const principal *who);
+/* providers_find_tool, NULL when `who` may not know of it. */
+provider_tool *providers_find_tool_for(const providers *ps, const char *full_name, const principal *who);
+
+/* Providers that come and go at run time (remote MCP servers): put adds
+ * `p` (taking the caller's reference) or replaces the provider with its
+ * slug, which lives on until the calls using it end; remove takes one out.
+ * -1 when the slug belongs to a provider that was loaded from a script. */
+int providers_put(providers *ps, provider *p, ferr *err);
+void providers_remove(providers *ps, const char *slug);
 /* [{"source":..., "problems":[...]}] for providers that failed (borrowed). */
 json_t *providers_broken(const providers *ps);
 

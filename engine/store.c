@@ -294,6 +294,83 @@ static const char *const migrations[] = {
     "  content_rowid='id', tokenize='porter unicode61');"
     /* A title match weighs twice a body match; ORDER BY rank uses it. */
     "INSERT INTO document_chunks_fts(document_chunks_fts, rank) VALUES ('rank', 'bm25(2.0, 1.0)');",
+
+    /* 5 → 6: remote MCP servers (the brief's mcp_servers, mcp_tools and
+     * mcp_tool_executions). A server belongs to the team whose admin
+     * registered it; its URL, headers, bearer token and environment are
+     * sealed together under the server's own data key (its id is the key
+     * id); a tool is offered once the server and the tool are approved. */
+    "CREATE TABLE mcp_servers ("
+    "  id TEXT PRIMARY KEY,"                       /* 'mcp_<random>' */
+    "  team_id INTEGER NOT NULL REFERENCES teams(id),"
+    "  slug TEXT NOT NULL UNIQUE,"                 /* tools are '<slug>__<tool>' */
+    "  name TEXT NOT NULL,"
+    "  description TEXT,"
+    "  transport TEXT NOT NULL CHECK (transport IN ('auto','streamable_http','sse','stdio')),"
+    "  url_display TEXT,"                          /* the URL without what may be secret in it */
+    "  command TEXT,"                              /* stdio: the argv, JSON */
+    "  header_names TEXT NOT NULL DEFAULT '[]',"   /* names only: the values are sealed */
+    "  env_names TEXT NOT NULL DEFAULT '[]',"
+    "  has_bearer_token INTEGER NOT NULL DEFAULT 0,"
+    "  wrapped_key BLOB NOT NULL,"
+    "  sealed_credentials BLOB NOT NULL,"          /* {url, headers, bearer_token, env} */
+    "  data_category TEXT NOT NULL,"
+    "  timeout_ms INTEGER NOT NULL,"
+    "  sync_interval_s INTEGER NOT NULL,"
+    "  status TEXT NOT NULL CHECK (status IN ('pending','approved','rejected')),"
+    "  created_by INTEGER NOT NULL REFERENCES users(id),"
+    "  created_at INTEGER NOT NULL,"
+    "  decided_by INTEGER REFERENCES users(id),"
+    "  decided_at INTEGER,"
+    "  reason TEXT,"
+    "  protocol_version TEXT,"
+    "  detected_transport TEXT,"
+    "  server_info TEXT,"
+    "  capabilities TEXT,"
+    "  last_synced_at INTEGER,"
+    "  last_sync_status TEXT,"                     /* 'ok' or an error code */
+    "  last_error TEXT);"
+    "CREATE INDEX mcp_servers_team ON mcp_servers(team_id);"
+    "CREATE TABLE mcp_tools ("
+    "  id TEXT PRIMARY KEY,"                       /* 'mct_<random>' */
+    "  server_id TEXT NOT NULL REFERENCES mcp_servers(id) ON DELETE CASCADE,"
+    "  name TEXT NOT NULL,"                        /* as the server names it */
+    "  full_name TEXT NOT NULL,"                   /* as the agent calls it */
+    "  title TEXT,"
+    "  description TEXT,"
+    "  input_schema TEXT NOT NULL,"
+    "  output_schema TEXT,"
+    "  annotations TEXT,"
+    "  definition_hash TEXT NOT NULL,"             /* SHA-256 of what an approval approved */
+    "  access TEXT NOT NULL CHECK (access IN ('read','write')),"
+    "  status TEXT NOT NULL CHECK (status IN ('pending','approved','rejected','removed')),"
+    "  problem TEXT,"                              /* why ferry cannot offer it, or NULL */
+    "  first_seen_at INTEGER NOT NULL,"
+    "  last_seen_at INTEGER NOT NULL,"
+    "  changed_at INTEGER,"
+    "  decided_by INTEGER REFERENCES users(id),"
+    "  decided_at INTEGER,"
+    "  reason TEXT,"
+    "  UNIQUE (server_id, name));"
+    "CREATE TABLE mcp_tool_executions ("
+    "  id INTEGER PRIMARY KEY,"
+    "  server_id TEXT NOT NULL,"                   /* no foreign key: the history outlives the server */
+    "  tool_id TEXT,"
+    "  tool_name TEXT NOT NULL,"
+    "  team_id INTEGER,"
+    "  user_id INTEGER,"
+    "  request_id TEXT,"
+    "  approval_id TEXT,"
+    "  arguments TEXT,"                            /* with secrets redacted */
+    "  status TEXT NOT NULL CHECK (status IN ('success','tool_error','jsonrpc_error','timeout','transport_error',"
+    "                                          'protocol_error','cancelled')),"
+    "  error_code TEXT,"
+    "  error_message TEXT,"
+    "  jsonrpc_code INTEGER,"
+    "  result_bytes INTEGER,"
+    "  duration_ms REAL NOT NULL,"
+    "  executed_at INTEGER NOT NULL);"
+    "CREATE INDEX mcp_tool_executions_server ON mcp_tool_executions(server_id, id);",
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))
@@ -424,7 +501,8 @@ static const char *const stmt_sql[ST_COUNT] = {
      * approvals'. */
     [ST_CONN_WRAPPED_ALL] = "SELECT id, wrapped_key FROM connections"
                             " UNION ALL SELECT id, wrapped_key FROM approvals WHERE wrapped_key IS NOT NULL"
-                            " UNION ALL SELECT id, wrapped_key FROM oauth_clients",
+                            " UNION ALL SELECT id, wrapped_key FROM oauth_clients"
+                            " UNION ALL SELECT id, wrapped_key FROM mcp_servers",
     [ST_CONN_REWRAP] = "UPDATE connections SET wrapped_key = ?2 WHERE id = ?1",
     [ST_SECRETS_GET] = "SELECT field, sealed FROM connection_secrets WHERE connection_id = ?1 ORDER BY field",
     [ST_CONN_STATUS] = "UPDATE connections SET status = ?2, last_error = ?3 WHERE id = ?1",
@@ -516,10 +594,24 @@ struct store {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
     store_sync_stmts *sync;      /* store_sync.c's statements, prepared on first use */
+    sqlite3_stmt *extra[STORE_EXTRA_SLOTS];   /* statements of the store's other files */
 };
 
 sqlite3 *store_sqlite(store *s) { return s->db; }
 store_sync_stmts **store_sync_slot(store *s) { return &s->sync; }
+
+sqlite3_stmt *store__stmt(store *s, int slot, const char *sql)
+{
+    if (slot < 0 || slot >= STORE_EXTRA_SLOTS)
+        return NULL;
+    if (!s->extra[slot] &&
+        sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->extra[slot], NULL) != SQLITE_OK)
+        return NULL;
+    sqlite3_reset(s->extra[slot]);
+    sqlite3_clear_bindings(s->extra[slot]);
+    return s->extra[slot];
+}
+
 
 static int64_t now_ms(void)
 {
@@ -644,6 +736,8 @@ void store_close(store *s)
     store_sync_release(s);
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(s->st[i]);
+    for (int i = 0; i < STORE_EXTRA_SLOTS; i++)
+        sqlite3_finalize(s->extra[i]);
     sqlite3_close(s->db);
     free(s);
 }
@@ -982,12 +1076,15 @@ int store_vault_rewrap(store *s, store_rewrap_fn rewrap, void *ud, const unsigne
             ok = 0;
             break;
         }
-        if (strncmp(items[i].id, "apr_", 4) == 0 || strncmp(items[i].id, "oac_", 4) == 0) {
+        if (strncmp(items[i].id, "apr_", 4) == 0 || strncmp(items[i].id, "oac_", 4) == 0 ||
+            strncmp(items[i].id, "mcp_", 4) == 0) {
             sqlite3_stmt *q = NULL;
             ok = sqlite3_prepare_v2(s->db,
                                     strncmp(items[i].id, "apr_", 4) == 0
                                         ? "UPDATE approvals SET wrapped_key = ?2 WHERE id = ?1"
-                                        : "UPDATE oauth_clients SET wrapped_key = ?2 WHERE id = ?1",
+                                        : strncmp(items[i].id, "oac_", 4) == 0
+                                              ? "UPDATE oauth_clients SET wrapped_key = ?2 WHERE id = ?1"
+                                              : "UPDATE mcp_servers SET wrapped_key = ?2 WHERE id = ?1",
                                     -1, &q, NULL) == SQLITE_OK;
             if (ok) {
                 sqlite3_bind_text(q, 1, items[i].id, -1, SQLITE_STATIC);

@@ -44,6 +44,7 @@ typedef struct env {
     int requests;          /* requests the server has received */
     int json_peers[8];     /* client ports of the first /json requests */
     slow_req *slow;
+    struct drip *drips;
     int timed_out;
     hclient *client;
 } env;
@@ -158,6 +159,55 @@ static void on_echo(struct evhttp_request *req, void *arg)
     evbuffer_free(out);
 }
 
+/* "one\n", then "two\n" and "three\n" 150 ms apart, then the end: a
+ * stream whose parts are worth having before it finishes. */
+typedef struct drip {
+    struct evhttp_request *req;
+    struct event *timer;
+    int step;
+    int ended;
+    struct drip *next;       /* env's list: teardown frees what a test left running */
+} drip;
+
+static void on_drip_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    drip *d = arg;
+    static const char *const parts[] = {"two\n", "three\n"};
+    if (d->step < 2) {
+        struct evbuffer *b = evbuffer_new();
+        evbuffer_add(b, parts[d->step], strlen(parts[d->step]));
+        evhttp_send_reply_chunk(d->req, b);
+        evbuffer_free(b);
+        d->step++;
+        struct timeval tv = {0, 150000};
+        evtimer_add(d->timer, &tv);
+        return;
+    }
+    evhttp_send_reply_end(d->req);
+    d->ended = 1;
+}
+
+static void on_drip(struct evhttp_request *req, void *arg)
+{
+    env *e = arg;
+    e->requests++;
+    drip *d = calloc(1, sizeof *d);
+    d->next = e->drips;
+    e->drips = d;
+    d->req = req;
+    d->timer = evtimer_new(e->base, on_drip_timer, d);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/event-stream");
+    evhttp_send_reply_start(req, 200, "OK");
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, "one\n", 4);
+    evhttp_send_reply_chunk(req, b);
+    evbuffer_free(b);
+    struct timeval tv = {0, 150000};
+    evtimer_add(d->timer, &tv);
+}
+
 static void on_redirect(struct evhttp_request *req, void *arg)
 {
     env *e = arg;
@@ -206,6 +256,7 @@ static void setup(env *e, const hclient_config *cfg)
     evhttp_set_cb(e->http, "/chunked", on_chunked, e);
     evhttp_set_cb(e->http, "/echo", on_echo, e);
     evhttp_set_cb(e->http, "/redirect", on_redirect, e);
+    evhttp_set_cb(e->http, "/drip", on_drip, e);
     evhttp_set_allowed_methods(e->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                             EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD);
     e->client = hclient_new(e->base, cfg);
@@ -227,6 +278,12 @@ static void teardown(env *e)
         if (!s->answered)
             reply(s->req, 200, "text/plain", "late", 4);
         free(s);
+    }
+    while (e->drips) {
+        struct drip *d = e->drips;
+        e->drips = d->next;
+        event_free(d->timer);
+        free(d);
     }
     evhttp_free(e->http);
     event_base_free(e->base);
@@ -695,6 +752,160 @@ static void free_before_the_loop_ran_releases_everything(void)
     CHECK_INT(done, 0);
 }
 
+/* ---- streaming (on_data) ---- */
+
+typedef struct stream_reader {
+    result done;              /* the done callback's view */
+    char data[2 * LARGE_BYTES];
+    size_t len;
+    int chunks;
+    int before_done;          /* chunks delivered before done ran */
+    long status;              /* as the first chunk saw it */
+    char ctype[64];
+    size_t largest;
+    int stop_after;           /* return -1 after this many chunks (0: never) */
+    int cancel_after;         /* hclient_cancel from inside after this many */
+    hclient_xfer *xfer;
+} stream_reader;
+
+static int on_chunk(void *arg, const hclient_response *head, const char *data, size_t len)
+{
+    stream_reader *s = arg;
+    if (!s->chunks) {
+        s->status = head->status;
+        for (size_t i = 0; i < head->nheaders; i++)
+            if (strcmp(head->headers[i].name, "content-type") == 0)
+                snprintf(s->ctype, sizeof s->ctype, "%s", head->headers[i].value);
+    }
+    s->chunks++;
+    if (!s->done.called)
+        s->before_done++;
+    if (len > s->largest)
+        s->largest = len;
+    if (s->len + len <= sizeof s->data) {
+        memcpy(s->data + s->len, data, len);
+        s->len += len;
+    }
+    if (s->cancel_after && s->chunks == s->cancel_after) {
+        hclient_cancel(s->xfer);
+        s->done.called = -1;   /* what the test waits for */
+        return 0;
+    }
+    return s->stop_after && s->chunks >= s->stop_after ? -1 : 0;
+}
+
+static int stream(env *e, const char *path, long timeout_ms, stream_reader *s)
+{
+    char url[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", e->port, path);
+    hclient_request req = {.url = url, .timeout_ms = timeout_ms, .label = "test", .allow_private = 1,
+                           .on_data = on_chunk};
+    ferr err = {0};
+    int rc = hclient_start(e->client, &req, on_done, &s->done, &s->xfer, &err);
+    ferr_clear(&err);
+    return rc;
+}
+
+static void streamed_chunks_arrive_before_the_response_ends(void)
+{
+    env e;
+    setup(&e, NULL);
+    stream_reader *s = calloc(1, sizeof *s);
+    CHECK_INT(stream(&e, "/drip", 0, s), 0);
+    run_until(&e, &s->done.called, 1);
+    CHECK_INT(s->done.failed, 0);
+    CHECK_INT(s->done.status, 200);
+    CHECK_INT(s->done.body_len, 0);          /* the body went to the reader */
+    CHECK_INT(s->status, 200);
+    CHECK_STR(s->ctype, "text/event-stream");
+    CHECK_INT(s->len, 14);
+    CHECK(memcmp(s->data, "one\ntwo\nthree\n", 14) == 0);
+    /* 150 ms apart: each part was handed over as it came. */
+    CHECK(s->chunks >= 3);
+    CHECK_INT(s->before_done, s->chunks);
+    result_clear(&s->done);
+    free(s);
+    teardown(&e);
+}
+
+static void a_stream_longer_than_the_buffer_cap_is_paused_not_failed(void)
+{
+    env e;
+    hclient_config cfg = {.max_response_bytes = CAP_BYTES};
+    setup(&e, &cfg);
+    stream_reader *s = calloc(1, sizeof *s);
+    CHECK_INT(stream(&e, "/chunked", 0, s), 0);
+    run_until(&e, &s->done.called, 1);
+    CHECK_INT(s->done.failed, 0);
+    CHECK_INT(s->len, LARGE_BYTES);
+    /* Never more than the cap waited for the reader (plus one chunk of
+     * libcurl's at most). */
+    CHECK(s->largest <= CAP_BYTES + 16384);
+    CHECK(s->chunks > 1);
+    result_clear(&s->done);
+    free(s);
+    teardown(&e);
+}
+
+static void a_reader_that_returns_minus_one_stops_the_stream(void)
+{
+    env e;
+    setup(&e, NULL);
+    stream_reader *s = calloc(1, sizeof *s);
+    s->stop_after = 1;
+    CHECK_INT(stream(&e, "/drip", 0, s), 0);
+    run_until(&e, &s->done.called, 1);
+    CHECK_INT(s->done.failed, 1);
+    CHECK_INT(s->done.code, FERR_UPSTREAM_ERROR);
+    CHECK_CONTAINS(s->done.message, "stopped by the reader");
+    CHECK_INT(s->chunks, 1);
+    CHECK_INT(hclient_in_flight(e.client), 0);
+    result_clear(&s->done);
+    free(s);
+    teardown(&e);
+}
+
+static void cancel_from_inside_the_reader_ends_the_transfer_quietly(void)
+{
+    env e;
+    setup(&e, NULL);
+    stream_reader *s = calloc(1, sizeof *s);
+    s->cancel_after = 1;
+    CHECK_INT(stream(&e, "/drip", 0, s), 0);
+    int seen = 0;
+    while (s->done.called == 0 && !e.timed_out)
+        event_base_loop(e.base, EVLOOP_ONCE);
+    CHECK_INT(s->done.called, -1);   /* set by the reader; done never ran */
+    CHECK_INT(hclient_in_flight(e.client), 0);
+    /* Let the rest of the drip pass: nothing more reaches the reader. */
+    struct event *wait = evtimer_new(e.base, on_guard, &e);
+    struct timeval tv = {0, 500000};
+    evtimer_add(wait, &tv);
+    event_base_dispatch(e.base);
+    event_free(wait);
+    e.timed_out = 0;
+    seen = s->chunks;
+    CHECK_INT(seen, 1);
+    result_clear(&s->done);
+    free(s);
+    teardown(&e);
+}
+
+static void a_stream_without_a_deadline_outlives_the_default_one(void)
+{
+    env e;
+    hclient_config cfg = {.default_timeout_ms = 200};
+    setup(&e, &cfg);
+    stream_reader *s = calloc(1, sizeof *s);
+    CHECK_INT(stream(&e, "/drip", -1, s), 0);   /* lasts ~300 ms */
+    run_until(&e, &s->done.called, 1);
+    CHECK_INT(s->done.failed, 0);
+    CHECK_INT(s->len, 14);
+    result_clear(&s->done);
+    free(s);
+    teardown(&e);
+}
+
 TESTS(TEST(successful_get_returns_status_lowercased_headers_and_body), TEST(redirects_are_returned_not_followed),
       TEST(deadline_ends_with_upstream_timeout), TEST(default_deadline_comes_from_the_config),
       TEST(response_over_the_cap_is_payload_too_large), TEST(refused_connection_is_upstream_error),
@@ -704,4 +915,8 @@ TESTS(TEST(successful_get_returns_status_lowercased_headers_and_body), TEST(redi
       TEST(slow_first_request_does_not_hold_up_others_to_the_same_host),
       TEST(connections_are_reused_between_transfers), TEST(free_with_transfers_in_flight_releases_everything),
       TEST(free_with_transfers_connecting_and_queued_releases_everything),
-      TEST(free_before_the_loop_ran_releases_everything))
+      TEST(free_before_the_loop_ran_releases_everything), TEST(streamed_chunks_arrive_before_the_response_ends),
+      TEST(a_stream_longer_than_the_buffer_cap_is_paused_not_failed),
+      TEST(a_reader_that_returns_minus_one_stops_the_stream),
+      TEST(cancel_from_inside_the_reader_ends_the_transfer_quietly),
+      TEST(a_stream_without_a_deadline_outlives_the_default_one))
