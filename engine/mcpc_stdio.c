@@ -20,6 +20,10 @@
 #define REAP_POLL_MS 50
 #define STDERR_TAIL 2048
 #define SHUTDOWN_GRACE_MS 500L
+/* After its stdout ends, how long to wait for the process's exit status
+ * (it usually follows within a millisecond), polling. */
+#define EXIT_WAIT_POLL_MS 5
+#define EXIT_WAIT_POLLS 40
 
 /* Variables a child may inherit from ferry's environment: what programs
  * need to run (an interpreter found through PATH, a home for caches, the
@@ -38,6 +42,8 @@ struct mcpc_stdio {
     int gone;
     int in_cb;
     int stop_requested;
+    struct event *exit_wait;     /* stdout ended: waiting for the exit status */
+    int exit_polls;
 };
 
 /* A process being stopped: it outlives its mcpc_stdio. */
@@ -160,6 +166,9 @@ static void close_bev(struct bufferevent *b)
 
 static void release(mcpc_stdio *p)
 {
+    if (p->exit_wait)
+        event_free(p->exit_wait);
+    p->exit_wait = NULL;
     /* Closing its stdin is the first, polite, shutdown signal. */
     close_bev(p->in);
     close_bev(p->out);
@@ -275,12 +284,43 @@ static void on_out_read(struct bufferevent *bev, void *arg)
     after_cb(p);
 }
 
+/* Whether the child has exited, without reaping it (went() does). */
+static int has_exited(const mcpc_stdio *p)
+{
+    siginfo_t info = {0};
+    return p->pid > 0 && waitid(P_PID, (id_t)p->pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid != 0;
+}
+
+static void on_exit_wait(evutil_socket_t fd, short events, void *arg)
+{
+    (void)fd;
+    (void)events;
+    mcpc_stdio *p = arg;
+    if (!has_exited(p) && ++p->exit_polls < EXIT_WAIT_POLLS) {
+        struct timeval tv = {0, EXIT_WAIT_POLL_MS * 1000};
+        evtimer_add(p->exit_wait, &tv);
+        return;
+    }
+    went(p, "closed its output");
+}
+
+/* A process that dies closes its stdout a moment before its exit status is
+ * there to read: wait a little for it, so the error says how it ended. */
 static void on_out_event(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
     mcpc_stdio *p = arg;
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+    if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) || p->gone || p->exit_wait)
+        return;
+    bufferevent_disable(p->out, EV_READ);
+    if (!has_exited(p))
+        p->exit_wait = evtimer_new(p->base, on_exit_wait, p);
+    if (!p->exit_wait) {
         went(p, "closed its output");
+        return;
+    }
+    struct timeval tv = {0, EXIT_WAIT_POLL_MS * 1000};
+    evtimer_add(p->exit_wait, &tv);
 }
 
 static void on_err_read(struct bufferevent *bev, void *arg)

@@ -63,4 +63,38 @@ describe("an agent on ferry's /mcp using tools of registered MCP servers", funct
       assert.is_true(ops[s.slug .. "__get-sum:ok"])
     end
   end)
+
+  it("passes a server's images and structured content on, and holds a write for approval", function()
+    local s = mcp.register_ok(srv, admin, {name = "Everything media", command = {mcp.everything_bin}}).server
+    mcp.approve_server(srv, admin, s.id)
+    mcp.approve_tools(srv, admin, s.id, {"get-tiny-image", "get-structured-content"})
+    mcp.approve_tools(srv, admin, s.id, {"get-env"}, {access = "write"})
+    local steps = {
+      {op = "list_all"},     -- the SDK checks structuredContent against the listed outputSchema
+      {op = "call", name = s.slug .. "__get-tiny-image"},
+      {op = "call", name = s.slug .. "__get-structured-content", arguments = {location = "Chicago"}},
+      {op = "call", name = s.slug .. "__get-env"},
+    }
+    local code, out, err = h.run({h.node_bin, client_script, srv.url .. "/mcp", h.json.encode(steps)},
+      {MCP_KEY = member, MCP_SDK = "v1"})
+    assert.are.equal(0, code, tostring(err))
+    local report = h.decode(out)
+    local image, weather, env = report.steps[2], report.steps[3], report.steps[4]
+    assert.is_nil(image.error, h.json.encode(image.error))
+    local types = {}
+    for i, block in ipairs(image.content) do types[i] = block.type end
+    assert.are.same({"text", "image", "text"}, types)
+    assert.are.equal("image/png", image.content[2].mimeType)
+    assert.is_truthy(#image.content[2].data > 100)
+    assert.is_nil(weather.error, h.json.encode(weather.error))
+    assert.is_number(weather.structuredContent.temperature)
+    assert.is_string(weather.structuredContent.conditions)
+    -- A tool approved as a write waits for a person; nothing ran.
+    assert.is_nil(env.error, h.json.encode(env.error))
+    assert.matches("^awaiting approval ", env.content[1].text)
+    local execs = mcp.executions(srv, admin, s.id)
+    local ran = {}
+    for _, e in ipairs(execs) do ran[e.tool] = (ran[e.tool] or 0) + 1 end
+    assert.are.same({[s.slug .. "__get-tiny-image"] = 1, [s.slug .. "__get-structured-content"] = 1}, ran)
+  end)
 end)
