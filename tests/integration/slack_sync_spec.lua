@@ -237,6 +237,9 @@ describe("Slack messages sync in the engine", function()
       assert.are.equal(1, #list.syncs)
       assert.are.equal("idle", list.syncs[1].status)
       assert.are.equal("succeeded", list.syncs[1].last_run.status)
+      local gap = tonumber(h.sql(srv.data, ("SELECT j.next_run_at - r.started_at FROM sched_jobs j JOIN sync_runs r" ..
+        " ON r.id = '%s' WHERE j.id = 'sync:%s:messages'"):format(run.id, personal))[1][1])
+      assert.is_true(gap >= 900000 and gap <= 990000, "next run " .. gap .. " ms after this one started")
 
       -- A word found in exactly one message of a member channel.
       local state = upstream(fault, "state")
