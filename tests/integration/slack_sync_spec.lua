@@ -443,6 +443,9 @@ describe("Slack messages sync in the engine", function()
     local run = S.run(srv, key, conn, "messages", 30)
     assert.are.equal("succeeded", run.status, json.encode(run))
     assert.are.equal(2000, run.waited_ms)
+    -- Two starts of run: the first, and the resume after the wait (which
+    -- does not count toward --sync-attempts).
+    assert.are.equal(2, run.attempts)
     assert.is_nil(run.error ~= h.json.null and run.error or nil)
     assert_exact(fault, srv.data, conn)
 
