@@ -34,6 +34,8 @@
  *   /count/reset        sets that number back to 0
  *   /dataset/...        a paged record set with a change feed, mutations and
  *                       injected 429/503/500/slow answers (dataset.c)
+ *   /slack/...          a small Slack workspace: auth.test, conversations.list
+ *                       and .history, with injected 429s, hangs and new posts (slack.c)
  *   anything else       404 {"error":"not found"}
  *
  * Replies that are not sent from the request callback (/delay, /hang, /huge)
@@ -70,6 +72,7 @@
 #include <zlib.h>
 
 #include "dataset.h"
+#include "slack.h"
 
 #define MIB (1024u * 1024u)
 #define HUGE_PAD_BLOCK (64u * 1024u) /* one shared block of 'x' */
@@ -104,6 +107,7 @@ struct fault_server {
     unsigned char *gzip_body; /* the same document, gzip-encoded */
     size_t gzip_body_len;
     struct datasets *datasets; /* /dataset/ */
+    struct slack_ws *slack;    /* /slack/ */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -810,6 +814,11 @@ static void route_dataset(struct fault_server *srv, struct evhttp_request *req)
     datasets_route(srv->datasets, req, evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req)));
 }
 
+static void route_slack(struct fault_server *srv, struct evhttp_request *req)
+{
+    slack_route(srv->slack, req, evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req)));
+}
+
 static const struct route {
     const char *path;
     int prefix;     /* path is a prefix (it ends in '/') */
@@ -831,6 +840,7 @@ static const struct route {
     { "/count", 0, 1, route_count },
     { "/count/reset", 0, 1, route_count_reset },
     { "/dataset/", 1, 1, route_dataset },
+    { "/slack/", 1, 1, route_slack },
 };
 
 static void fault_dispatch(struct evhttp_request *req, void *arg)
@@ -1044,7 +1054,8 @@ int main(int argc, char **argv)
 
     srv.pad = malloc(HUGE_PAD_BLOCK);
     srv.datasets = datasets_new(srv.base);
-    if (srv.pad == NULL || srv.datasets == NULL || gzip_prepare(&srv) != 0)
+    srv.slack = slack_new(srv.base);
+    if (srv.pad == NULL || srv.datasets == NULL || srv.slack == NULL || gzip_prepare(&srv) != 0)
         goto err;
     memset(srv.pad, 'x', HUGE_PAD_BLOCK);
 
@@ -1063,6 +1074,7 @@ int main(int argc, char **argv)
 err:
     fault_drop_pending(&srv);
     datasets_free(srv.datasets);
+    slack_free(srv.slack);
     if (srv.http != NULL)
         evhttp_free(srv.http);
     if (srv.sigint != NULL)
