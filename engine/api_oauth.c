@@ -15,6 +15,7 @@
 
 #include "app.h"
 #include "connections.h"
+#include "jsonfmt.h"
 
 static void reply_ferr(hreq *r, ferr *e)
 {
@@ -29,15 +30,6 @@ static int wants_json(hreq *r)
     return (format && strcmp(format, "json") == 0) || (accept && strstr(accept, "application/json"));
 }
 
-static json_t *iso_time(int64_t ms)
-{
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    char buf[40];
-    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return json_string(buf);
-}
 
 static void get_start(hreq *r, void *arg)
 {
@@ -57,7 +49,7 @@ static void get_start(hreq *r, void *arg)
     }
     if (wants_json(r)) {
         hreq_reply_json(r, 200, json_pack("{s:s, s:s, s:o, s:s}", "authorize_url", url, "redirect_uri",
-                                          oauth_redirect_uri(a->oauth), "expires_at", iso_time(expires),
+                                          oauth_redirect_uri(a->oauth), "expires_at", jsonfmt_time(expires),
                                           "integration", spec.slug));
     } else {
         hreq_add_header(r, "Location", url);

@@ -33,23 +33,7 @@ static int64_t now_ms(void)
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-static json_t *iso(int64_t ms)
-{
-    if (!ms)
-        return json_null();
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    char buf[40];
-    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return json_string(buf);
-}
 
-static json_t *parsed_or_null(const char *text)
-{
-    json_t *v = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
-    return v ? v : json_null();
-}
 
 /* The public form: arguments are always the redacted ones. */
 static json_t *to_json(const approval_row *a)
@@ -58,21 +42,21 @@ static json_t *to_json(const approval_row *a)
     if (strcmp(status, "pending") == 0 && now_ms() >= a->expires_at)
         status = "expired";
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:o, s:o, s:o}", "id", a->id, "status", status, "tool",
-                          a->tool, "integration", a->integration, "arguments", parsed_or_null(a->redacted_arguments),
+                          a->tool, "integration", a->integration, "arguments", jsonfmt_parsed(a->redacted_arguments),
                           "requested_by", a->user, "summary", a->summary ? json_string(a->summary) : json_null(),
-                          "created_at", iso(a->created_at), "expires_at", iso(a->expires_at));
+                          "created_at", jsonfmt_time(a->created_at), "expires_at", jsonfmt_time(a->expires_at));
     if (a->connection_id)
         json_object_set_new(o, "connection_id", json_string(a->connection_id));
     if (a->decided_by) {
         json_object_set_new(o, "decided_by", json_string(a->decided_by));
-        json_object_set_new(o, "decided_at", iso(a->decided_at));
+        json_object_set_new(o, "decided_at", jsonfmt_time(a->decided_at));
     }
     if (a->reason)
         json_object_set_new(o, "reason", json_string(a->reason));
     if (a->result)
-        json_object_set_new(o, "result", parsed_or_null(a->result));
+        json_object_set_new(o, "result", jsonfmt_parsed(a->result));
     if (a->error)
-        json_object_set_new(o, "error", parsed_or_null(a->error));
+        json_object_set_new(o, "error", jsonfmt_parsed(a->error));
     return o;
 }
 

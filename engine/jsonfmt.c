@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 json_t *jsonfmt_string(const char *s, size_t n)
 {
@@ -51,4 +52,22 @@ size_t jsonfmt_utf8_cut(const char *s, size_t n)
     unsigned char lead = (unsigned char)s[i - 1];
     size_t need = lead < 0x80 ? 1 : (lead >> 5) == 6 ? 2 : (lead >> 4) == 14 ? 3 : (lead >> 3) == 30 ? 4 : 1;
     return n - (i - 1) >= need ? n : i - 1;
+}
+
+json_t *jsonfmt_time(int64_t ms)
+{
+    if (!ms)
+        return json_null();
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    char buf[40];
+    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return json_string(buf);
+}
+
+json_t *jsonfmt_parsed(const char *text)
+{
+    json_t *v = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+    return v ? v : json_null();
 }

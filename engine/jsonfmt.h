@@ -8,6 +8,7 @@
 #define FERRY_JSONFMT_H
 
 #include <jansson.h>
+#include <stdint.h>
 
 #define JSON_TEXT (JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS | JSON_REAL_PRECISION(15))
 
@@ -18,5 +19,13 @@ json_t *jsonfmt_string(const char *s, size_t n);
 /* The length of the longest prefix of s[0..n) that does not end inside a
  * UTF-8 sequence (for cutting text to a buffer). */
 size_t jsonfmt_utf8_cut(const char *s, size_t n);
+
+/* A time in milliseconds since the epoch as RFC 3339 UTC to the second
+ * ("2026-11-25T21:50:00Z"); null for 0 (a time not set). */
+json_t *jsonfmt_time(int64_t ms);
+
+/* The JSON value of `text` (a stored JSON column); null when it is NULL or
+ * does not parse. */
+json_t *jsonfmt_parsed(const char *text);
 
 #endif

@@ -114,23 +114,7 @@ static double ms_since(const struct timespec *t0)
     return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
-static json_t *iso(int64_t ms)
-{
-    if (!ms)
-        return json_null();
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    char buf[32];
-    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return json_string(buf);
-}
 
-static json_t *parsed(const char *text)
-{
-    json_t *v = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
-    return v ? v : json_null();
-}
 
 static void new_id(const char *prefix, char out[40])
 {
@@ -415,7 +399,7 @@ static mcpc_session *ensure_session(srv *s, ferr *err)
         sl_add(&env, joined(k, "=", json_string_value(v)));
         sl_add(&secrets, strdup(json_string_value(v)));
     }
-    json_t *cmd = parsed(row.command);
+    json_t *cmd = jsonfmt_parsed(row.command);
     size_t i;
     json_array_foreach(cmd, i, v) sl_add(&argv, strdup(json_string_value(v)));
     json_decref(cmd);
@@ -553,8 +537,8 @@ static int fill_tool(provider *p, provider_tool *t, const mcp_tool_row *row)
                                                              : row->name;
     t->description = strdup(desc);
     t->is_write = strcmp(row->access, "write") == 0;
-    t->input = parsed(row->input_schema);
-    json_t *out = parsed(row->output_schema);
+    t->input = jsonfmt_parsed(row->input_schema);
+    json_t *out = jsonfmt_parsed(row->output_schema);
     t->output = json_is_object(out) ? out : NULL;
     if (!t->output)
         json_decref(out);
@@ -645,19 +629,19 @@ static json_t *server_json(srv *s, const mcp_server_row *row)
     json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:b, s:s, s:I, s:I, s:s}", "id", row->id,
                           "slug", row->slug, "name", row->name, "description", str_or_null(row->description),
                           "transport", row->transport, "url", str_or_null(row->url_display), "command",
-                          parsed(row->command), "headers", parsed(row->header_names), "env", parsed(row->env_names),
+                          jsonfmt_parsed(row->command), "headers", jsonfmt_parsed(row->header_names), "env", jsonfmt_parsed(row->env_names),
                           "has_bearer_token", row->has_bearer_token, "data_category", row->data_category,
                           "timeout_ms", (json_int_t)row->timeout_ms, "sync_interval_s",
                           (json_int_t)row->sync_interval_s, "status", row->status);
     json_object_set_new(o, "created_by", str_or_null(row->created_by_name));
-    json_object_set_new(o, "created_at", iso(row->created_at));
+    json_object_set_new(o, "created_at", jsonfmt_time(row->created_at));
     json_object_set_new(o, "decided_by", str_or_null(row->decided_by_name));
-    json_object_set_new(o, "decided_at", iso(row->decided_at));
+    json_object_set_new(o, "decided_at", jsonfmt_time(row->decided_at));
     json_object_set_new(o, "reason", str_or_null(row->reason));
     json_object_set_new(o, "protocol_version", str_or_null(row->protocol_version));
     json_object_set_new(o, "detected_transport", str_or_null(row->detected_transport));
-    json_object_set_new(o, "server_info", parsed(row->server_info));
-    json_object_set_new(o, "last_synced_at", iso(row->last_synced_at));
+    json_object_set_new(o, "server_info", jsonfmt_parsed(row->server_info));
+    json_object_set_new(o, "last_synced_at", jsonfmt_time(row->last_synced_at));
     json_object_set_new(o, "last_sync_status", str_or_null(row->last_sync_status));
     json_object_set_new(o, "last_error", str_or_null(row->last_error));
     if (s) {
@@ -672,15 +656,15 @@ static json_t *tool_json(const mcp_tool_row *t)
 {
     json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:s, s:s}", "id", t->id, "name", t->name,
                           "full_name", t->full_name, "title", str_or_null(t->title), "description",
-                          str_or_null(t->description), "input_schema", parsed(t->input_schema), "output_schema",
-                          parsed(t->output_schema), "annotations", parsed(t->annotations), "access", t->access,
+                          str_or_null(t->description), "input_schema", jsonfmt_parsed(t->input_schema), "output_schema",
+                          jsonfmt_parsed(t->output_schema), "annotations", jsonfmt_parsed(t->annotations), "access", t->access,
                           "status", t->status);
     json_object_set_new(o, "problem", str_or_null(t->problem));
-    json_object_set_new(o, "first_seen_at", iso(t->first_seen_at));
-    json_object_set_new(o, "last_seen_at", iso(t->last_seen_at));
-    json_object_set_new(o, "changed_at", iso(t->changed_at));
+    json_object_set_new(o, "first_seen_at", jsonfmt_time(t->first_seen_at));
+    json_object_set_new(o, "last_seen_at", jsonfmt_time(t->last_seen_at));
+    json_object_set_new(o, "changed_at", jsonfmt_time(t->changed_at));
     json_object_set_new(o, "decided_by", str_or_null(t->decided_by_name));
-    json_object_set_new(o, "decided_at", iso(t->decided_at));
+    json_object_set_new(o, "decided_at", jsonfmt_time(t->decided_at));
     json_object_set_new(o, "reason", str_or_null(t->reason));
     return o;
 }
@@ -1773,8 +1757,8 @@ static void add_execution(void *ud, const mcp_execution_row *e)
     json_t *o = json_pack("{s:I, s:s, s:o, s:o, s:o, s:s, s:f, s:o}", "id", (json_int_t)e->id, "tool", e->tool_name,
                           "user", str_or_null(e->user_name), "request_id", str_or_null(e->request_id), "approval_id",
                           str_or_null(e->approval_id), "status", e->status, "duration_ms", e->duration_ms,
-                          "executed_at", iso(e->executed_at));
-    json_object_set_new(o, "arguments", parsed(e->arguments));
+                          "executed_at", jsonfmt_time(e->executed_at));
+    json_object_set_new(o, "arguments", jsonfmt_parsed(e->arguments));
     json_object_set_new(o, "error_code", str_or_null(e->error_code));
     json_object_set_new(o, "error_message", str_or_null(e->error_message));
     json_object_set_new(o, "jsonrpc_code", e->jsonrpc_code ? json_integer(e->jsonrpc_code) : json_null());
