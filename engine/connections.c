@@ -129,7 +129,9 @@ const credential *credentials_get(const credentials *c, const char *field)
 
 /* The secret fields a provider's auth declaration asks for; the first
  * *required of them must be given, the rest may be. */
-static size_t secret_fields(const provider *p, const char *out[2], size_t *required)
+#define MAX_SECRET_FIELDS (2 + PROVIDER_MAX_TOKEN_FIELDS)
+
+static size_t secret_fields(const provider *p, const char *out[MAX_SECRET_FIELDS], size_t *required)
 {
     switch (p->authn.kind) {
     case AUTH_API_KEY:
@@ -139,7 +141,7 @@ static size_t secret_fields(const provider *p, const char *out[2], size_t *requi
         out[0] = "username";
         out[1] = "password";
         return *required = 2;
-    case AUTH_OAUTH2:
+    case AUTH_OAUTH2: {
         if (p->authn.client_credentials) {
             /* Server to server: the client's own credentials; ferry gets
              * and renews the access token itself. */
@@ -152,7 +154,16 @@ static size_t secret_fields(const provider *p, const char *out[2], size_t *requi
         out[0] = "access_token";
         out[1] = "refresh_token";
         *required = 1;
-        return 2;
+        size_t n = 2;
+        const char *name;
+        json_t *path;
+        json_object_foreach(p->authn.token_fields, name, path) {
+            (void)path;
+            if (n < MAX_SECRET_FIELDS)
+                out[n++] = name;   /* more tokens, e.g. Slack's user token */
+        }
+        return n;
+    }
     default:
         return *required = 0;
     }
@@ -236,7 +247,7 @@ int connections_create(store *db, vault *v, providers *ps, const principal *who,
     if (strcmp(scope, "team") == 0 && !who->is_admin)
         return ferr_set(err, FERR_FORBIDDEN, "only a team admin can share a connection with the team");
 
-    const char *fields[2];
+    const char *fields[MAX_SECRET_FIELDS];
     size_t required = 0, nfields = secret_fields(p, fields, &required);
     if (check_fields("credentials", spec->credentials, fields, nfields, 1, required, err) < 0)
         return -1;
@@ -261,7 +272,7 @@ int connections_create(store *db, vault *v, providers *ps, const principal *who,
         store_connection_clear(out);
         return -1;
     }
-    store_secret sealed[2] = {{0}};
+    store_secret sealed[MAX_SECRET_FIELDS] = {{0}};
     size_t nsealed = 0;
     int rc = 0;
     for (size_t i = 0; i < nfields && rc == 0; i++) {
@@ -418,11 +429,11 @@ int connections_store_tokens(store *db, vault *v, const store_connection *c, con
                              const char *const *values, size_t n, int64_t expires_at, ferr *err)
 {
     unsigned char dek[VAULT_KEY_LEN];
-    if (n > 4)
+    if (n > MAX_SECRET_FIELDS)
         return ferr_set(err, FERR_INTERNAL, "too many token fields");
     if (vault_data_key(v, c->id, c->wrapped_key, c->wrapped_len, dek, err) < 0)
         return -1;
-    store_secret sealed[4] = {{0}};
+    store_secret sealed[MAX_SECRET_FIELDS] = {{0}};
     size_t nsealed = 0;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {

@@ -387,8 +387,8 @@ static void push_joined_url(lua_State *L, const char *base, const char *path)
     lua_concat(L, 3);
 }
 
-enum { A_ARGS = 1, A_METHOD, A_URL, A_PATH, A_QUERY, A_HEADERS, A_JSON, A_BODY, A_TIMEOUT, A_TIER, A_FULL_URL,
-       A_QLIST, A_HLIST, A_BODY_TEXT };
+enum { A_ARGS = 1, A_METHOD, A_URL, A_PATH, A_QUERY, A_HEADERS, A_JSON, A_BODY, A_TIMEOUT, A_TIER, A_TOKEN,
+       A_FULL_URL, A_QLIST, A_HLIST, A_BODY_TEXT };
 
 /* The header the core writes the credential into, if any. */
 static const char *credential_header(const provider_auth *a)
@@ -405,9 +405,14 @@ static const char *credential_header(const provider_auth *a)
 static void read_request(lua_State *L, provider *pv, char method[16], long *timeout_ms)
 {
     static const char *const fields[] = {"method", "url", "path", "query", "headers", "json", "body", "timeout_ms",
-                                         "tier"};
-    for (int i = 0; i < 9; i++)
+                                         "tier", "token"};
+    for (int i = 0; i < 10; i++)
         lua_getfield(L, A_ARGS, fields[i]);
+    if (!lua_isnil(L, A_TOKEN) && (!lua_isstring(L, A_TOKEN) || pv->authn.kind != AUTH_OAUTH2 ||
+                                   (strcmp(lua_tostring(L, A_TOKEN), "access_token") != 0 &&
+                                    !json_object_get(pv->authn.token_fields, lua_tostring(L, A_TOKEN)))))
+        luaL_error(L, "ctx.http.request: token '%s' is not access_token or one of the provider's auth.token_fields",
+                   lua_isstring(L, A_TOKEN) ? lua_tostring(L, A_TOKEN) : "?");
     if (!lua_isnil(L, A_TIER) && (!lua_isstring(L, A_TIER) || !provider_budget_for(pv, lua_tostring(L, A_TIER))))
         luaL_error(L, "ctx.http.request: tier '%s' is not one of the provider's rate_limits.tiers",
                    lua_isstring(L, A_TIER) ? lua_tostring(L, A_TIER) : "?");
@@ -498,8 +503,8 @@ static void wipe_free(char *p, size_t n)
  * or an OAuth bearer token. Secrets are copied only into buffers wiped
  * after use, and into libcurl's request. *body may be replaced (malloc'd,
  * *body_owned set). */
-static int inject_credential(const lua_ctx *c, CURLU *u, struct curl_slist **headers, const char **body,
-                             size_t *body_len, char **body_owned, ferr *err)
+static int inject_credential(const lua_ctx *c, const char *token_field, CURLU *u, struct curl_slist **headers,
+                             const char **body, size_t *body_len, char **body_owned, ferr *err)
 {
     const provider_auth *a = &c->provider->authn;
     if (a->kind == AUTH_NONE || !c->creds)
@@ -522,7 +527,7 @@ static int inject_credential(const lua_ctx *c, CURLU *u, struct curl_slist **hea
         wipe_free(line, hlen);
         return line ? 0 : ferr_set(err, FERR_INTERNAL, "out of memory");
     }
-    const char *field = a->kind == AUTH_OAUTH2 ? "access_token" : a->field;
+    const char *field = a->kind == AUTH_OAUTH2 ? token_field : a->field;
     const credential *cr = credentials_get(c->creds, field);
     if (!cr)
         return ferr_set(err, FERR_RECONNECT_REQUIRED, "the connection has no '%s' credential", field);
@@ -621,15 +626,21 @@ static int l_request(lua_State *L)
         headers = curl_slist_append(headers, lua_tostring(L, -1));
         lua_pop(L, 1);
     }
+    /* `token` names another token of the connection (Slack's user token)
+     * to send instead of the access token, when the connection has it. */
+    const char *token_field = "access_token";
+    if (lua_isstring(L, A_TOKEN) && c->creds && credentials_get(c->creds, lua_tostring(L, A_TOKEN)))
+        token_field = lua_tostring(L, A_TOKEN);
     /* Only a token that can be renewed is worth a second try; otherwise
      * the script sees the 401 and says what the upstream said. */
     int can_retry = pv->authn.kind == AUTH_OAUTH2 && c->conn && c->creds && c->svc->oauth && c->svc->vault &&
+                    strcmp(token_field, "access_token") == 0 &&
                     (pv->authn.client_credentials || credentials_get(c->creds, "refresh_token"));
     for (struct curl_slist *i = headers; can_retry && i; i = i->next)
         plain = curl_slist_append(plain, i->data);
     size_t body_len = 0;
     const char *body = lua_tolstring(L, A_BODY_TEXT, &body_len);
-    if (inject_credential(c, u, &headers, &body, &body_len, &body_owned, &err) < 0)
+    if (inject_credential(c, token_field, u, &headers, &body, &body_len, &body_owned, &err) < 0)
         goto out;
     /* The query may have gained the credential: take the URL again. */
     curl_free(final_url);

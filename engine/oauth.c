@@ -392,14 +392,18 @@ static void req_unlink(token_req *t)
     o->nreqs--;
 }
 
-/* Zeroes the tokens a parsed answer holds before it is freed. */
+/* Zeroes the tokens a parsed answer holds before it is freed: every
+ * string under a key that names a token, nested ones included (Slack's
+ * authed_user.access_token). */
 static void wipe_doc(json_t *doc)
 {
-    static const char *const secret[] = {"access_token", "refresh_token", "id_token"};
-    for (int i = 0; i < 3; i++) {
-        json_t *v = json_object_get(doc, secret[i]);
-        if (json_is_string(v))
+    const char *key;
+    json_t *v;
+    json_object_foreach(doc, key, v) {
+        if (json_is_string(v) && strstr(key, "token"))
             vault_wipe((char *)json_string_value(v), json_string_length(v));
+        else if (json_is_object(v))
+            wipe_doc(v);
     }
 }
 
@@ -456,6 +460,40 @@ static const char *doc_str(json_t *doc, const char *key)
 {
     json_t *v = json_object_get(doc, key);
     return json_is_string(v) && json_string_length(v) ? json_string_value(v) : NULL;
+}
+
+/* A non-empty string at a dotted path ("authed_user.access_token"), or NULL. */
+static const char *doc_path(json_t *doc, const char *path)
+{
+    char part[64];
+    while (json_is_object(doc)) {
+        size_t n = strcspn(path, ".");
+        if (n >= sizeof part)
+            return NULL;
+        memcpy(part, path, n);
+        part[n] = 0;
+        if (!path[n])
+            return doc_str(doc, part);
+        doc = json_object_get(doc, part);
+        path += n + 1;
+    }
+    return NULL;
+}
+
+/* The provider's extra token fields found in a token answer, after the
+ * fields[0..n) already there; the new count. */
+static size_t extra_token_fields(const provider *p, json_t *doc, const char **fields, const char **values, size_t n)
+{
+    const char *name;
+    json_t *path;
+    json_object_foreach(p ? p->authn.token_fields : NULL, name, path) {
+        const char *value = doc_path(doc, json_string_value(path));
+        if (value && n < 2 + PROVIDER_MAX_TOKEN_FIELDS) {
+            fields[n] = name;
+            values[n++] = value;
+        }
+    }
+    return n;
 }
 
 /* expires_in as a number or a numeric string; 0 when absent or useless. */
@@ -1063,10 +1101,11 @@ static int store_exchange(oauth *o, exchange *x, json_t *doc, store_connection *
         }
     }
     if (found == 0) {
-        const char *fields[2] = {"access_token", "refresh_token"};
-        const char *values[2] = {access, refresh};
+        const char *fields[2 + PROVIDER_MAX_TOKEN_FIELDS] = {"access_token", "refresh_token"};
+        const char *values[2 + PROVIDER_MAX_TOKEN_FIELDS] = {access, refresh};
+        size_t n = extra_token_fields(p, doc, fields, values, 2);
         connections_adopt_settings(o->d.db, p, &c, x->settings);
-        int rc = connections_store_tokens(o->d.db, o->d.vault, &c, fields, values, 2, expires, err);
+        int rc = connections_store_tokens(o->d.db, o->d.vault, &c, fields, values, n, expires, err);
         if (rc == 0)
             store_refresh_log(o->d.db, c.id, "reconnected", NULL);
         char id[40];
@@ -1077,6 +1116,9 @@ static int store_exchange(oauth *o, exchange *x, json_t *doc, store_connection *
     json_t *creds = json_pack("{s:s}", "access_token", access);
     if (refresh)
         json_object_set_new(creds, "refresh_token", json_string(refresh));
+    const char *fields[2 + PROVIDER_MAX_TOKEN_FIELDS], *values[2 + PROVIDER_MAX_TOKEN_FIELDS];
+    for (size_t i = 0, n = extra_token_fields(p, doc, fields, values, 0); i < n; i++)
+        json_object_set_new(creds, fields[i], json_string(values[i]));
     connection_spec spec = {.integration = s->slug, .credentials = creds, .scope = s->scope,
                             .label = s->label[0] ? s->label : NULL, .settings = x->settings};
     int rc = connections_create(o->d.db, o->d.vault, o->d.providers, &who, &spec, out, err);

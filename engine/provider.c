@@ -33,7 +33,7 @@ static const char *const auth_types[] = {"none", "api_key", "basic", "oauth2", N
 static const char *const auth_fields[] = {"type", "field", "header", "query", "body", "prefix", "settings",
                                           "instructions", "scopes", "authorize_url", "token_url", "revoke_url",
                                           "client_auth", "extra_authorize_params", "grant", "callback_settings",
-                                          "scope_separator", NULL};
+                                          "scope_separator", "token_fields", NULL};
 
 typedef struct loader {
     lua_State *L;
@@ -514,6 +514,21 @@ static void parse_oauth(loader *ld, json_t *auth, provider_auth *a)
         }
         a->callback_settings = json_incref(cb);
     }
+    json_t *tf = json_object_get(auth, "token_fields");
+    if (tf && (!json_is_object(tf) || json_object_size(tf) > PROVIDER_MAX_TOKEN_FIELDS)) {
+        problem(ld, "auth.token_fields: a table {field = \"path.in.the.token.answer\"}, at most %d",
+                PROVIDER_MAX_TOKEN_FIELDS);
+    } else if (tf) {
+        json_object_foreach(tf, name, param) {
+            int reserved = strcmp(name, "access_token") == 0 || strcmp(name, "refresh_token") == 0 ||
+                           strcmp(name, "client_id") == 0 || strcmp(name, "client_secret") == 0;
+            if (reserved || !name[0] || strspn(name, "abcdefghijklmnopqrstuvwxyz_") != strlen(name) ||
+                strlen(name) > 32 || !json_is_string(param) || !json_string_length(param))
+                problem(ld, "auth.token_fields.%s: a lower-case field name (not access_token, refresh_token, "
+                            "client_id or client_secret) and a dotted path into the token answer", name);
+        }
+        a->token_fields = json_incref(tf);
+    }
 }
 
 /* The auth declaration as C data: where the core injects the credential. */
@@ -528,7 +543,7 @@ static void parse_auth(loader *ld, json_t *auth)
             problem(ld, "auth: unknown field '%s'", key);
         else if (strcmp(key, "settings") != 0 && strcmp(key, "scopes") != 0 &&
                  strcmp(key, "extra_authorize_params") != 0 && strcmp(key, "callback_settings") != 0 &&
-                 !json_is_string(v))
+                 strcmp(key, "token_fields") != 0 && !json_is_string(v))
             problem(ld, "auth.%s: must be a string", key);
     }
     a->kind = strcmp(type, "api_key") == 0 ? AUTH_API_KEY : strcmp(type, "basic") == 0 ? AUTH_BASIC
@@ -846,6 +861,7 @@ void provider_free(provider *p)
     free(p->authn.scopes);
     json_decref(p->authn.extra_authorize_params);
     json_decref(p->authn.callback_settings);
+    json_decref(p->authn.token_fields);
     free_list(p->authn.settings, p->authn.nsettings);
     for (size_t i = 0; i < p->ntiers; i++)
         free(p->tiers[i].name);

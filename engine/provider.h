@@ -69,6 +69,8 @@ typedef struct provider_sync {
 typedef enum auth_kind { AUTH_NONE, AUTH_API_KEY, AUTH_BASIC, AUTH_OAUTH2 } auth_kind;
 typedef enum auth_place { AUTH_IN_HEADER, AUTH_IN_QUERY, AUTH_IN_BODY } auth_place;
 
+#define PROVIDER_MAX_TOKEN_FIELDS 4
+
 typedef struct provider_auth {
     auth_kind kind;
     char *field;           /* api_key: the credential's field name (default "api_key") */
@@ -85,6 +87,9 @@ typedef struct provider_auth {
     char *scopes;          /* joined with auth.scope_separator (default a space) */
     json_t *extra_authorize_params;   /* {name: value} or NULL */
     json_t *callback_settings;        /* {setting: callback query parameter} or NULL (QuickBooks' realmId) */
+    /* More tokens of the token answer kept as secret fields, {field: "dotted.path"} or NULL (Slack's
+     * user token: {user_token = "authed_user.access_token"}); a request picks one with `token`. */
+    json_t *token_fields;
     int client_auth_body;  /* client credentials in the form body, not HTTP basic */
     int client_credentials;/* grant = "client_credentials": server to server, no user */
 } provider_auth;

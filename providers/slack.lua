@@ -168,8 +168,9 @@ end
 ---------------------------------------------------------------------------
 -- Requests
 
-local function call(ctx, method, tier, query, opts)
-  return sdk.request(ctx, {path = "/" .. method, query = query, tier = tier, timeout_ms = TIMEOUT_MS}, opts or API)
+local function call(ctx, method, tier, query, opts, token)
+  return sdk.request(ctx, {path = "/" .. method, query = query, tier = tier, timeout_ms = TIMEOUT_MS, token = token},
+                     opts or API)
 end
 
 -- An application/x-www-form-urlencoded body, keys sorted (the description
@@ -319,9 +320,10 @@ local function search_messages(ctx, args)
     items = "messages.matches",
     total_pages = "messages.paging.pages",
     fetch = function(page)
+      -- the user token when the connection has one (the OAuth flow asks for search:read as user_scope)
       local body, ferr = call(ctx, "search.messages", "tier2", {
         query = args.query, sort = args.sort, sort_dir = args.sort_dir, count = SEARCH_PAGE, page = page,
-      }, SEARCH_API)
+      }, SEARCH_API, "user_token")
       if body and total == nil then total = num(data.get(body, "messages.total")) end
       return body, ferr
     end,
@@ -329,7 +331,8 @@ local function search_messages(ctx, args)
   if not got then
     if err.upstream_code == "not_allowed_token_type" then
       err.message = "Slack searches messages only with a user token (xoxp-...) that has the search:read scope; " ..
-                    "this connection holds another kind of token (a bot token)"
+                    "this connection has only a bot token: reconnect it through ferry's sign-in (which asks " ..
+                    "for search:read for the user too), or import one as credentials.user_token"
     end
     return nil, err
   end
@@ -656,15 +659,19 @@ return {
     -- bot token scopes; search.messages needs a user token (search:read), see search_messages
     scopes = {"channels:read", "groups:read", "channels:history", "groups:history", "chat:write"},
     scope_separator = ",",   -- Slack's authorize URL takes a comma-separated list
+    -- search.messages takes only a user token: asked for as user_scope, answered in authed_user
+    extra_authorize_params = {user_scope = "search:read"},
+    token_fields = {user_token = "authed_user.access_token"},
     -- no revoke_url: Slack's auth.revoke is called with the token itself, not RFC 7009's form
-    instructions = "Install ferry's Slack app in your workspace; ferry keeps its bot token (xoxb-...). Invite the " ..
-                   "app to the channels it should read (/invite @app): a bot reads only channels it is a member " ..
-                   "of. An administrator first creates a Slack app (api.slack.com/apps → Create New App; OAuth & " ..
+    instructions = "Install ferry's Slack app in your workspace; ferry keeps its bot token (xoxb-...) and, for " ..
+                   "message search, your user token (xoxp-..., scope search:read). Invite the app to the " ..
+                   "channels it should read (/invite @app): a bot reads only channels it is a member of. An " ..
+                   "administrator first creates a Slack app (api.slack.com/apps → Create New App; OAuth & " ..
                    "Permissions: ferry's /oauth/callback as redirect URL, bot token scopes channels:read, " ..
-                   "groups:read, channels:history, groups:history, chat:write) and registers its client id and " ..
-                   "secret with `ferry oauth set-client slack`. To import a token instead, POST /v1/connections " ..
-                   "with credentials {access_token}; message search works only with a user token (xoxp-...) " ..
-                   "that has the search:read scope.",
+                   "groups:read, channels:history, groups:history, chat:write, user token scope search:read) " ..
+                   "and registers its client id and secret with `ferry oauth set-client slack`. To import " ..
+                   "tokens instead, POST /v1/connections with credentials {access_token, user_token}; message " ..
+                   "search works only with the user token.",
   },
   data_categories = {"communications"},
   docs_url = "https://api.slack.com/methods",

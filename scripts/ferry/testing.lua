@@ -766,7 +766,12 @@ function Harness:request(req)
   elseif creds and auth.type == "basic" and creds.username then
     headers.authorization = "Basic " .. base64(creds.username .. ":" .. (creds.password or ""))
   elseif creds and auth.type == "oauth2" and creds.access_token then
-    headers.authorization = "Bearer " .. creds.access_token
+    -- `token` picks another of the connection's tokens (auth.token_fields), when it has it
+    if req.token ~= nil and req.token ~= "access_token" and not (auth.token_fields or {})[req.token] then
+      error("ctx.http.request: token '" .. tostring(req.token) .. "' is not access_token or one of the " ..
+            "provider's auth.token_fields", 2)
+    end
+    headers.authorization = "Bearer " .. (req.token and creds[req.token] or creds.access_token)
   end
 
   if body_json ~= nil then

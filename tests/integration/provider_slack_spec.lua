@@ -282,6 +282,24 @@ describe("provider slack", function()
     end
   end)
 
+  it("search_messages sends an imported user token; every other tool the bot token", function()
+    local user_token = "xoxp-9999-8888-imported-user"
+    local status, c = h.connect(srv, key, {integration = SLUG, scope = "user", label = "with user token",
+                                           credentials = {access_token = TOKEN, user_token = user_token},
+                                           verify = false})
+    assert.are.equal(201, status)
+    local st = call("search_messages", {query = "meaning"}, c.id)
+    assert.are.equal(200, st)
+    assert.are.equal("Bearer " .. user_token, tap.last().headers.authorization)
+    st = call("list_channels", {limit = 1}, c.id)
+    assert.are.equal(200, st)
+    assert.are.equal("Bearer " .. TOKEN, tap.last().headers.authorization)
+    -- Only the fields the provider declares are credentials.
+    status = h.connect(srv, key, {integration = SLUG, credentials = {access_token = TOKEN, id_token = "x"},
+                                  verify = false})
+    assert.are.equal(400, status)
+  end)
+
   it("post_message waits for approval, then posts the form-encoded message", function()
     local status, body = h.request("POST", srv.url .. "/v1/tools/call", {
       json = {name = "slack__post_message", connection_id = conn.id,
@@ -519,6 +537,7 @@ describe("provider slack", function()
       assert.are.equal("1111.2222", q.client_id[1])
       assert.are.equal("code", q.response_type[1])
       assert.are.equal("S256", q.code_challenge_method[1])
+      assert.are.equal("search:read", q.user_scope[1])      -- search.messages takes only a user token
     end)
 
     it("takes oauth.v2.access's answer (bot token, authed_user) and connects after auth.test", function()
@@ -550,6 +569,35 @@ describe("provider slack", function()
       status = h.call_tool(srv, bob, "slack__list_channels", {limit = 1}, {connection_id = made.id})
       assert.are.equal(200, status)
       assert.are.equal("Bearer xoxb-17653672481-19874698323-oauth", tap.last().headers.authorization)
+    end)
+
+    it("keeps the user token of authed_user for search, and the bot token for the rest", function()
+      local q = start(bob)
+      local user_token = "xoxp-1234-5678-user-search-tok"
+      tap.replies({{status = 200, json = {
+        ok = true, access_token = "xoxb-17653672481-19874698323-both", token_type = "bot",
+        scope = "channels:read,groups:read,channels:history,groups:history,chat:write",
+        bot_user_id = "U0KRQLJ9H", app_id = "A0KRD7HC3", team = {name = "Slack Softball Team", id = "T9TK3CUKW"},
+        authed_user = {id = "U1234", scope = "search:read", access_token = user_token, token_type = "user"}}}})
+      local status, made, text = callback(q.state[1], "code-with-user-token")
+      assert.are.equal(201, status, text)
+      assert.is_nil(text:find(user_token, 1, true))
+      tap.clear()
+      local st, body = h.call_tool(srv, bob, "slack__search_messages", {query = "pickleball"},
+                                   {connection_id = made.id})
+      local btext = h.json.encode(body)
+      assert.are.equal(200, st, btext)
+      assert.is_table(body.result.matches)
+      assert.are.equal("Bearer " .. user_token, tap.last().headers.authorization)
+      assert.are.equal("/search.messages", tap.last().path)
+      assert.is_nil(btext:find(user_token, 1, true))
+      tap.clear()
+      st = h.call_tool(srv, bob, "slack__list_channels", {limit = 1}, {connection_id = made.id})
+      assert.are.equal(200, st)
+      assert.are.equal("Bearer xoxb-17653672481-19874698323-both", tap.last().headers.authorization)
+      -- Sealed like the other tokens: not in the database's text.
+      local db = h.read_file(srv.data .. "/ferry.db") .. (h.read_file(srv.data .. "/ferry.db-wal") or "")
+      assert.is_nil(db:find(user_token, 1, true))
     end)
 
     it("refreshes a rotating token with Slack's refresh answer before it expires", function()

@@ -536,9 +536,29 @@ static void oauth_scopes_are_joined_with_the_declared_separator(void)
     json_decref(problems);
 }
 
+static void oauth_token_fields_name_more_tokens_of_the_answer(void)
+{
+    provider *p = load_ok("inline", WITH_OAUTH(", token_fields = {user_token = 'authed_user.access_token'}"));
+    if (p)
+        CHECK_STR(json_string_value(json_object_get(p->authn.token_fields, "user_token")), "authed_user.access_token");
+    provider_free(p);
+    static const char *const bad[] = {"{access_token = 'x'}", "{User = 'x'}", "{user_token = ''}",
+                                      "{user_token = 3}", "'user_token'"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char extra[128];
+        snprintf(extra, sizeof extra, ", token_fields = %s", bad[i]);
+        char script[1024];
+        snprintf(script, sizeof script, WITH_OAUTH("%s"), extra);
+        json_t *problems = json_array();
+        CHECK(load("inline", script, problems) == NULL);
+        CHECK(json_array_size(problems) > 0);
+        json_decref(problems);
+    }
+}
+
 static void free_accepts_null(void) { provider_free(NULL); }
 
-TESTS(TEST(valid_provider_is_described_in_c), TEST(tools_have_full_names_access_and_compiled_schemas),
+TESTS(TEST(valid_provider_is_described_in_c), TEST(oauth_token_fields_name_more_tokens_of_the_answer), TEST(tools_have_full_names_access_and_compiled_schemas),
       TEST(syncs_are_loaded), TEST(globals_are_sealed_after_loading), TEST(broken_provider_lists_every_problem),
       TEST(missing_fields_are_each_reported), TEST(scripts_that_do_not_load_are_one_problem),
       TEST(problems_are_appended_to_an_existing_array), TEST(slug_must_match_the_file_name),
