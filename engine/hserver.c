@@ -268,8 +268,11 @@ void hreq_reply_error(hreq *r, const ferr *e)
         hreq_add_header(r, "WWW-Authenticate", "Bearer");
     json_t *retry = e->details ? json_object_get(e->details, "retry_after") : NULL;
     if (status == 429 || status == 503) {
+        /* Whole seconds, from 1 to a day, whatever a script or upstream said. */
+        double secs = json_is_number(retry) ? json_number_value(retry) : 1;
+        secs = !(secs > 1) ? 1 : secs < 86400 ? secs : 86400;
         char v[32];
-        snprintf(v, sizeof v, "%lld", json_is_number(retry) ? (long long)(json_number_value(retry) + 0.999) : 1LL);
+        snprintf(v, sizeof v, "%lld", (long long)(secs + 0.999));
         hreq_add_header(r, "Retry-After", v);
     }
     hreq_reply_json(r, status, ferr_to_json(e));

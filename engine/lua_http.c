@@ -31,6 +31,7 @@
 #include "vault.h"
 
 #define MAX_TIMEOUT_MS 120000
+#define MAX_RETRY_AFTER_S 86400.0
 
 /* A request on its way: waiting for its upstream budget (timer), then in
  * flight (xfer). It owns what the transfer needs until it starts. */
@@ -156,17 +157,20 @@ static int push_outcome(lua_State *L, void *ud)
     return 1;
 }
 
-/* Seconds from a Retry-After value (delta seconds or an HTTP date). */
+/* Seconds from a Retry-After value (delta seconds or an HTTP date), at
+ * most a day: a larger one (or inf, nan) would pause the connection's
+ * budget for good. */
 static double retry_after_seconds(const hclient_response *r)
 {
     for (size_t i = 0; i < r->nheaders; i++)
         if (strcmp(r->headers[i].name, "retry-after") == 0) {
             char *end;
             double s = strtod(r->headers[i].value, &end);
-            if (end != r->headers[i].value && *end == 0)
-                return s > 0 ? s : 0;
-            time_t when = curl_getdate(r->headers[i].value, NULL);
-            return when > 0 ? difftime(when, time(NULL)) : 0;
+            if (end == r->headers[i].value || *end != 0) {
+                time_t when = curl_getdate(r->headers[i].value, NULL);
+                s = when > 0 ? difftime(when, time(NULL)) : 0;
+            }
+            return !(s > 0) ? 0 : s < MAX_RETRY_AFTER_S ? s : MAX_RETRY_AFTER_S;
         }
     return 0;
 }

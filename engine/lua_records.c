@@ -68,19 +68,26 @@ static const char *check_id(lua_State *L, int idx, const char *fn)
     return id;
 }
 
+/* Fields are read raw: an __index metamethod could hand back a string
+ * that nothing keeps alive, and the pointer must outlive the pop. */
+static int raw_field(lua_State *L, int t, const char *key)
+{
+    lua_pushstring(L, key);
+    return lua_rawget(L, t);
+}
+
 static const char *opt_string(lua_State *L, int t, const char *key, size_t max, size_t *len)
 {
-    lua_getfield(L, t, key);
-    int type = lua_type(L, -1);
-    lua_pop(L, 1);   /* the table keeps it alive */
-    if (type == LUA_TNIL)
+    int type = raw_field(L, t, key);
+    if (type == LUA_TNIL) {
+        lua_pop(L, 1);
         return NULL;
+    }
     if (type != LUA_TSTRING)
         luaL_error(L, "ctx.records.upsert: fields.%s must be a string", key);
-    lua_getfield(L, t, key);
     size_t n;
     const char *v = lua_tolstring(L, -1, &n);
-    lua_pop(L, 1);
+    lua_pop(L, 1);   /* the table, on the stack, keeps it alive */
     if (n > max)
         luaL_error(L, "ctx.records.upsert: fields.%s is longer than %d bytes", key, (int)max);
     if (len)
@@ -104,6 +111,9 @@ static int l_upsert(lua_State *L)
     rec.kind = check_kind(L, 1, fn);
     rec.external_id = check_id(L, 2, fn);
     luaL_checktype(L, 3, LUA_TTABLE);
+    /* Its fields are read as they are stored: a proxy would hide them. */
+    if (lua_getmetatable(L, 3))
+        return luaL_error(L, "%s: fields must be a plain table (this one has a metatable)", fn);
     /* Every key must be known: a typo (titel) is an error, not lost data. */
     lua_pushnil(L);
     while (lua_next(L, 3)) {
@@ -117,10 +127,12 @@ static int l_upsert(lua_State *L)
     rec.title = opt_string(L, 3, "title", MAX_TITLE, NULL);
     rec.text = opt_string(L, 3, "text", MAX_TEXT, &rec.text_len);
     rec.url = opt_string(L, 3, "url", MAX_URL, NULL);
-    lua_getfield(L, 3, "updated_at");
+    raw_field(L, 3, "updated_at");
     if (lua_type(L, -1) == LUA_TNUMBER) {
-        /* Seconds since the epoch, kept as RFC 3339 text too. */
+        /* Seconds since the epoch, kept as RFC 3339 text too; years 1970 to 9999. */
         double secs = lua_tonumber(L, -1);
+        if (!(secs >= 0 && secs < 253402300800.0))
+            return luaL_error(L, "%s: fields.updated_at in seconds must be from 0 to the year 9999", fn);
         rec.updated_ms = (int64_t)(secs * 1000.0);
         time_t t = (time_t)secs;
         struct tm tm;
@@ -135,7 +147,7 @@ static int l_upsert(lua_State *L)
         return luaL_error(L, "%s: fields.updated_at must be an RFC 3339 string or seconds since the epoch", fn);
     }
     char *data = NULL;
-    lua_getfield(L, 3, "data");
+    raw_field(L, 3, "data");
     if (!lua_isnil(L, -1)) {
         ferr jerr = {0};
         json_t *v = lua_json_from(L, lua_gettop(L), &jerr);

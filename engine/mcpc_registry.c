@@ -360,6 +360,69 @@ static char *display_url(const char *url, char *path_out, size_t path_cap)
     return out;
 }
 
+/* What may be a key in a server's URL, added to `secrets`: path segments
+ * display_path leaves out (Zapier's /s/<key>/mcp) and query values, so a
+ * server echoing its own URL does not hand the key on. */
+static void url_secrets(const char *url, strlist *secrets)
+{
+    CURLU *u = curl_url();
+    char *path = NULL, *query = NULL;
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK) {
+        if (curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK) {
+            for (const char *p = path; *p; p += strspn(p, "/")) {
+                size_t n = strcspn(p, "/");
+                if (n > 24)
+                    sl_add(secrets, strndup(p, n));
+                p += n;
+            }
+        }
+        if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK) {
+            for (const char *p = query; *p; p += strspn(p, "&")) {
+                size_t n = strcspn(p, "&");
+                const char *eq = memchr(p, '=', n);
+                if (eq && (size_t)(p + n - eq - 1) > 0)
+                    sl_add(secrets, strndup(eq + 1, (size_t)(p + n - eq - 1)));
+                p += n;
+            }
+        }
+    }
+    if (path)
+        OPENSSL_cleanse(path, strlen(path));
+    if (query)
+        OPENSSL_cleanse(query, strlen(query));
+    curl_free(path);
+    curl_free(query);
+    curl_url_cleanup(u);
+}
+
+/* Variables a team admin may not set for a program run on ferry's host:
+ * the operator allowed a command, not what runs inside it. These make a
+ * dynamic loader, interpreter or shell load or run other code (LD_PRELOAD,
+ * NODE_OPTIONS, PYTHONSTARTUP, BASH_ENV...), or are the variables ferry
+ * passes on itself (PATH, HOME...), which must come first. Matched without
+ * regard to case. */
+static int env_name_refused(const char *name)
+{
+    static const char *const prefixes[] = {"LD_", "DYLD_", "NODE_", "NPM_", "PYTHON", "PERL", "RUBY", "JAVA_",
+                                           "_JAVA_", "JDK_", "LUA_", "GCONV_", "MALLOC_", "GLIBC_", "LC_", "BASH_",
+                                           "DENO_", "BUN_", "PHP", "GEM_", "GIT_", "OPENSSL_", "SSL_", NULL};
+    static const char *const names[] = {"PATH", "HOME", "LANG", "TZ", "TMPDIR", "ENV", "SHELLOPTS", "PS4", "IFS",
+                                        "CDPATH", "NLSPATH", "HOSTALIASES", "LOCALDOMAIN", "RES_OPTIONS",
+                                        "CLASSPATH", "RUSTC_WRAPPER", "CURL_CA_BUNDLE", "FERRY_MASTER_KEY", NULL};
+    char up[128];
+    size_t n = 0;
+    for (; name[n] && n < sizeof up - 1; n++)
+        up[n] = (char)toupper((unsigned char)name[n]);
+    up[n] = 0;
+    for (size_t i = 0; prefixes[i]; i++)
+        if (strncmp(up, prefixes[i], strlen(prefixes[i])) == 0)
+            return 1;
+    for (size_t i = 0; names[i]; i++)
+        if (strcmp(up, names[i]) == 0)
+            return 1;
+    return strstr(up, "_OPTIONS") != NULL || strstr(up, "PRELOAD") != NULL || strncmp(up, "FERRY_", 6) == 0;
+}
+
 static mcpc_session *ensure_session(srv *s, ferr *err)
 {
     if (s->session)
@@ -404,6 +467,8 @@ static mcpc_session *ensure_session(srv *s, ferr *err)
     json_array_foreach(cmd, i, v) sl_add(&argv, strdup(json_string_value(v)));
     json_decref(cmd);
     const char *url = json_string_value(json_object_get(creds, "url"));
+    if (url)
+        url_secrets(url, &secrets);
     char log_path[512] = "/";
     char *shown = url ? display_url(url, log_path, sizeof log_path) : NULL;
     free(shown);
@@ -1438,6 +1503,11 @@ static int take_credentials(const json_t *spec, int stdio, json_t *creds, json_t
             if (!ok || !json_is_string(v) || memchr(json_string_value(v), 0, json_string_length(v))) {
                 json_decref(out);
                 return bad(err, "$.env", "'%s' must be a variable name with a string value", k);
+            }
+            if (env_name_refused(k)) {
+                json_decref(out);
+                return bad(err, "$.env", "'%s' changes how programs load or start (or is ferry's own), so a "
+                           "registered server may not set it", k);
             }
             json_object_set(out, k, v);
             json_array_append_new(env_names, json_string(k));

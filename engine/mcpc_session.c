@@ -155,26 +155,44 @@ static void free_list(char **l, int wipe)
 }
 
 /* Every value of the server's secrets in `in` replaced by [redacted];
- * malloc'd. */
+ * malloc'd. One forward pass per secret: what was just written is never
+ * searched again (a secret inside "[redacted]" cannot loop), and the text
+ * is copied once per secret, not once per hit. */
+static char *mask_one(const char *in, const char *sec, size_t sl)
+{
+    static const char mark[] = "[redacted]";
+    size_t hits = 0, len = strlen(in);
+    for (const char *p = strstr(in, sec); p; p = strstr(p + sl, sec))
+        hits++;
+    if (!hits)
+        return NULL;
+    size_t cap = len + hits * (sizeof mark - 1) + 1;   /* never less than the result */
+    char *out = malloc(cap), *w = out;
+    if (!out)
+        return NULL;
+    const char *from = in;
+    for (const char *p = strstr(in, sec); p; p = strstr(from, sec)) {
+        memcpy(w, from, (size_t)(p - from));
+        w += p - from;
+        memcpy(w, mark, sizeof mark - 1);
+        w += sizeof mark - 1;
+        from = p + sl;
+    }
+    memcpy(w, from, strlen(from) + 1);
+    return out;
+}
+
 static char *mask_str(const mcpc_session *s, const char *in)
 {
     char *out = strdup(in ? in : "");
     for (size_t i = 0; out && s->secrets && s->secrets[i]; i++) {
-        const char *sec = s->secrets[i];
-        size_t sl = strlen(sec);
+        size_t sl = strlen(s->secrets[i]);
         if (sl < MIN_SECRET)
             continue;
-        char *hit;
-        while ((hit = strstr(out, sec))) {
-            size_t before = (size_t)(hit - out), after = strlen(hit + sl);
-            char *n = malloc(before + 10 + after + 1);
-            if (!n)
-                break;
-            memcpy(n, out, before);
-            memcpy(n + before, "[redacted]", 10);
-            memcpy(n + before + 10, hit + sl, after + 1);
+        char *masked = mask_one(out, s->secrets[i], sl);
+        if (masked) {
             free(out);
-            out = n;
+            out = masked;
         }
     }
     return out;

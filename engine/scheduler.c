@@ -182,8 +182,9 @@ void sched_done(sched_run *r, const sched_outcome *o)
         if (retry < next)
             next = retry;
     }
+    /* A kind's "run again exactly then", within a day. */
     if (o->retry_at_ms > 0)
-        next = o->retry_at_ms;
+        next = o->retry_at_ms < now + 86400000 ? o->retry_at_ms : now + 86400000;
     store_job_outcome out = {.next_run_at = next, .failures = failures, .started_at = r->started_at,
                              .ended_at = now, .status = o->status, .error = o->error};
     ferr err = {0};

@@ -21,6 +21,7 @@
 #define DEFAULT_ATTEMPTS 4
 #define DEFAULT_RETRY_BASE_MS 1000
 #define DEFAULT_MAX_WAIT_MS 3600000
+#define MAX_RETRY_AFTER_S 86400.0
 #define DEFAULT_CPU_MS 600000u
 #define DEFAULT_SLICE_MS 1000u
 #define DEFAULT_MAX_PENDING 50000
@@ -555,6 +556,10 @@ static void failed_attempt(sync_run *r, ferr *e)
     }
     json_t *ra = e->details ? json_object_get(e->details, "retry_after") : NULL;
     double retry_after = json_is_number(ra) ? json_number_value(ra) : 0;
+    /* A Retry-After beyond a day is an upstream's mistake (or a hostile
+     * one): a day, so the job still comes back. */
+    if (!(retry_after <= MAX_RETRY_AFTER_S))
+        retry_after = MAX_RETRY_AFTER_S;
     if (e->code == FERR_UPSTREAM_RATE_LIMITED && retry_after > 0) {
         /* The upstream said exactly how long: wait that long, then resume
          * from the last checkpoint. This is not a failure. */

@@ -88,19 +88,23 @@ end
 
 -- Whole seconds to wait from a Retry-After value: delay-seconds or an
 -- HTTP-date (relative to `now`, default os.time()). nil when unusable.
+-- At most a day: a larger delay is an upstream's mistake, and would stop a
+-- connection's budget or a sync for good.
+local MAX_RETRY_AFTER = 86400
+
 function M.retry_after(value, now)
   if type(value) == "number" then
     if value ~= value or value < 0 or value == math.huge then return nil end
-    return math.ceil(value)
+    return math.min(math.ceil(value), MAX_RETRY_AFTER)
   end
   if type(value) ~= "string" then return nil end
   local digits = value:match("^%s*(%d+)%s*$") or value:match("^%s*(%d+%.%d+)%s*$")
-  if digits then return math.ceil(tonumber(digits)) end
+  if digits then return math.min(math.ceil(tonumber(digits)), MAX_RETRY_AFTER) end
   local at = M.parse_http_date(value)
   if not at then return nil end
   local wait = at - (now or os.time())
   if wait < 0 then return 0 end
-  return wait
+  return math.min(wait, MAX_RETRY_AFTER)
 end
 
 -- ---- messages ---------------------------------------------------------------

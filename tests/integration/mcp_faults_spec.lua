@@ -142,6 +142,20 @@ describe("ferry's MCP client against a faulty Streamable HTTP server", function(
     assert.are.equal("Bearer fault-bearer-token-9876", sent)
   end)
 
+  it("masks a key in the server's URL, and a secret that \"[redacted]\" itself contains, in one pass", function()
+    local key = "zapier-like-key-0123456789abcdef"
+    local body = mcp.register_ok(srv, admin, {name = "Keyed", url = fault.url .. "/mcp?key=" .. key,
+                                              bearer_token = "redacted", timeout_ms = 2000})
+    mcp.approve_server(srv, admin, body.server.id)
+    mcp.approve_tools(srv, admin, body.server.id, {"echo"})
+    local status, answer = srv.call(member, body.server.slug .. "__echo",
+                                    {message = key .. " redacted " .. string.rep("redacted", 2000)})
+    assert.are.equal(200, status, h.json.encode(answer))
+    local text = answer.content[1].text
+    assert.is_nil(text:find(key, 1, true))
+    assert.are.equal("Echo: [redacted] [redacted] " .. string.rep("[redacted]", 2000), text)
+  end)
+
   it("starts a new session when the server says the old one expired (404)", function()
     fault.control("expire")
     local status, body = call("echo", {message = "after expiry"})
@@ -352,6 +366,16 @@ describe("registering an MCP server", function()
       "$.data_category")
     refused({name = "x", url = "https://example.com/mcp", colour = "blue"}, 400, "invalid_arguments", "$.colour")
     refused({name = "x", command = {"relative/path"}}, 400, "invalid_arguments", "$.command[0]")
+    assert.are.same({{"0"}}, h.sql(srv.data, "SELECT count(*) FROM mcp_servers"))
+  end)
+
+  it("refuses environment variables that would make the program load or run other code", function()
+    for _, name in ipairs({"LD_PRELOAD", "NODE_OPTIONS", "PYTHONSTARTUP", "BASH_ENV", "JAVA_TOOL_OPTIONS",
+                           "PATH", "Path", "HOME", "GCONV_PATH", "PERL5OPT", "RUBYOPT", "FERRY_MASTER_KEY"}) do
+      local body = refused({name = "x", command = {"/bin/true"}, env = {[name] = "/tmp/evil"}}, 400,
+                           "invalid_arguments", "$.env")
+      assert.is_truthy(body.error.message:find(name, 1, true), body.error.message)
+    end
     assert.are.same({{"0"}}, h.sql(srv.data, "SELECT count(*) FROM mcp_servers"))
   end)
 

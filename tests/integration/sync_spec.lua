@@ -193,6 +193,23 @@ describe("syncs", function()
     S.check_against(fault, srv.data, conn, "items", "main", true)
   end)
 
+  it("refuses records it cannot store as given: proxy fields, a time past the year 9999", function()
+    S.dataset(fault, "reset", {size = 20, seed = 3, text = 100})
+    start()
+    for _, misuse in ipairs({"proxy", "far_time"}) do
+      local status, body, text = h.connect(srv, admin, {
+        integration = "records_source", credentials = {token = SECRET}, label = misuse,
+        settings = {page_size = "10", misuse = misuse}})
+      assert.are.equal(201, status, text)
+      local run = S.run(srv, admin, body.id, "items")
+      assert.are.equal("failed", run.status, h.json.encode(run))
+      assert.are.equal("script_error", run.error.code)
+      assert.matches(misuse == "proxy" and "plain table" or "year 9999", run.error.message)
+      assert.are.same({{"0"}},
+                      h.sql(srv.data, "SELECT count(*) FROM records WHERE connection_id = '" .. body.id .. "'"))
+    end
+  end)
+
   it("audits each run as one operation, never with the credential", function()
     S.dataset(fault, "reset", {size = 120, seed = 10, text = 200})
     start()

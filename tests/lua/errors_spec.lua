@@ -56,6 +56,13 @@ describe("ferry.errors.from_response", function()
     assert.is_nil(err.retry_after)
   end)
 
+  it("caps an absurd Retry-After at a day, so nothing is paused for good", function()
+    local err = errors.from_response(response(429, nil, {["retry-after"] = "99999999999999999999999"}))
+    assert.are.equal(86400, err.retry_after)
+    assert.are.equal(86400, errors.retry_after(1e300))
+    assert.are.equal(86400, errors.retry_after("Fri, 31 Dec 9999 23:59:59 GMT", 784111777))
+  end)
+
   it("maps 503 to upstream_rate_limited only with Retry-After", function()
     local now = 784111777   -- Sun, 06 Nov 1994 08:49:37 GMT
     local err = errors.from_response(response(503, nil, {["retry-after"] = "Sun, 06 Nov 1994 08:50:37 GMT"}),

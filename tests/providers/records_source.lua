@@ -4,7 +4,9 @@
 -- tombstones. Each page is upserted and deleted, then checkpointed with the
 -- last change number as the cursor: the incremental pattern the sync
 -- contract is built for. `items` reads set "main" as projects data,
--- `ledger` set "ledger" as financial data.
+-- `ledger` set "ledger" as financial data. The `misuse` setting makes the
+-- sync hand ctx.records.upsert what it must refuse: "proxy" fields (a table
+-- with an __index metatable), "far_time" (updated_at of 1e300 seconds).
 local sdk = require "ferry.sdk"
 
 local API = {service = "Records"}
@@ -23,10 +25,17 @@ local function sync_set(set)
         if item.deleted then
           ok, werr = ctx.records.delete("item", item.id)
         else
-          ok, werr = ctx.records.upsert("item", item.id, {
+          local fields = {
             title = item.title, text = item.text, url = item.url, updated_at = item.updated_at,
             data = {rev = item.rev, seq = item.seq},
-          })
+          }
+          local misuse = ctx.connection.settings.misuse
+          if misuse == "proxy" then
+            fields = setmetatable({}, {__index = function(_, k) return string.rep(k, 5000) end})
+          elseif misuse == "far_time" then
+            fields.updated_at = 1e300
+          end
+          ok, werr = ctx.records.upsert("item", item.id, fields)
         end
         if not ok then return nil, werr end
       end
@@ -47,7 +56,7 @@ return {
   base_url = "http://127.0.0.1:9",
   hosts = {"127.0.0.1"},
   auth = {type = "api_key", field = "token", header = "Authorization", prefix = "Bearer ",
-          settings = {"page_size"}},
+          settings = {"page_size", "misuse"}},
   data_categories = {"projects", "financial"},
   tools = {
     count = {
