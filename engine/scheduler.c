@@ -170,10 +170,11 @@ void sched_done(sched_run *r, const sched_outcome *o)
     int failures = failed ? r->job.failures + 1 : 0;
     /* An interval counts from when the run was due, so that the tick's
      * granularity does not stretch it (a 1 s job found due up to a tick
-     * late would otherwise run every 2 s); a run that started more than a
-     * tick late (ferry was down) counts from its start. */
+     * late would otherwise run every 2 s); a run that started later than
+     * two ticks (ferry was down, or the job was requested) counts from its
+     * start. */
     int64_t from = r->started_at;
-    if (r->job.next_run_at < from && r->job.next_run_at >= from - s->cfg.tick_ms)
+    if (r->job.next_run_at < from && r->job.next_run_at >= from - 2 * s->cfg.tick_ms)
         from = r->job.next_run_at;
     int64_t next = sched_next_time(r->job.schedule, from, now, r->kind->no_jitter ? 0 : rnd(s),
                                    s->cfg.max_jitter_ms);
