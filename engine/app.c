@@ -223,7 +223,10 @@ int app_serve(app *a, ferr *err)
         return -1;
     mcp_server_register(a->server);
     api_syncs_register(a->server);
-    if (syncs_start(a->syncs, err) < 0 || sched_start(a->sched, err) < 0)
+    /* Token refreshes and MCP servers' periodic syncs are jobs too, each
+     * kind with its own limit of runs at once (docs/sync.md). */
+    if (oauth_schedule(a->oauth, a->sched, err) < 0 || mcpc_registry_schedule(a->mcpc, a->sched, err) < 0 ||
+        syncs_start(a->syncs, err) < 0 || sched_start(a->sched, err) < 0)
         return -1;
     api_mcp_servers_register(a->server);
     if (!a->cfg.public_url) {

@@ -75,7 +75,8 @@ enum {
         {"chunk-overlap", required_argument, 0, OPT_CHUNK_OVERLAP}
 
 static const char sync_help[] =
-    "  --sched-tick-ms N       how often due sync jobs are looked for (default 1000)\n"
+    "  --sched-tick-ms N       how often due jobs (syncs, token refreshes, MCP syncs) are\n"
+    "                          looked for (default 1000)\n"
     "  --sync-lease-ms N       a run's lease: another process takes over a run whose\n"
     "                          process stopped after this long (default 60000)\n"
     "  --sync-concurrency N    scheduled sync runs at once in this process (default 4;\n"
@@ -230,7 +231,8 @@ static const char serve_help[] =
     "                          URL/oauth/callback (default http://<listen address>)\n"
     "  --oauth-refresh-margin-seconds N   refresh OAuth tokens this long before they\n"
     "                          expire (default 300; at most half a token's life)\n"
-    "  --oauth-refresh-interval-seconds N how often expiring tokens are looked for (default 60)\n"
+    "  --oauth-refresh-interval-seconds N how often the refresh job looks for expiring\n"
+    "                          tokens (default 60)\n"
     "  --mcp-allowed-origin ORIGIN  also accept this browser Origin (scheme://host[:port]) on\n"
     "                          /mcp (repeatable; ferry's own origins are always accepted)\n"
     "  --mcp-page-size N       tools per MCP tools/list page (default 100)\n"

@@ -27,6 +27,10 @@
 #define DEFAULT_SYNC_INTERVAL_S 900
 #define MAX_TOOL_NAME 64               /* API.md: what every agent API accepts */
 #define LIST_CHANGED_DEBOUNCE_MS 1000
+#define JOB_KIND "mcp"
+/* Periodic syncs at once in one process: they are short, and a slow server
+ * must not hold up the others for long. */
+#define JOB_MAX_RUNNING 2
 #define ERROR_TEXT_MAX 300
 /* Executions are written in batches, as the call log is: every 100 ms or
  * 256 rows, and at exit. */
@@ -35,6 +39,7 @@
 
 typedef struct srv srv;
 typedef struct run run;
+typedef struct job_run job_run;
 
 typedef struct waiter {
     struct waiter *next;
@@ -57,7 +62,8 @@ struct srv {
     char sync_request_id[17];
     waiter *waiters;
     int resync;                    /* another sync was asked for meanwhile */
-    struct event *sync_timer;      /* periodic */
+    int has_job;                   /* mcp:<id>:tools exists: periodic syncs are its runs */
+    job_run *job;                  /* its run in progress here, if any */
     struct event *changed_timer;   /* list_changed, debounced */
     run *runs;
     /* what the last connection learned */
@@ -82,8 +88,16 @@ struct run {
     struct timespec started;
 };
 
+/* A run of a server's job: the sync it waits for. */
+struct job_run {
+    srv *s;
+    sched_run *sr;
+};
+
 struct mcpc_registry {
     mcpc_registry_config cfg;
+    sched *sched;                      /* periodic syncs (serve): mcpc_registry_schedule */
+    sched_kind kind;
     char **stdio_commands;
     char *data_dir;
     srv *servers;
@@ -272,12 +286,31 @@ static void on_connected(void *arg, const mcpc_state *st)
     s->capabilities = st->capabilities ? json_incref(st->capabilities) : NULL;
 }
 
+static void job_id_of(const srv *s, char out[64])
+{
+    snprintf(out, 64, JOB_KIND ":%s:tools", s->id);
+}
+
 static void on_changed_timer(evutil_socket_t fd, short events, void *arg)
 {
     (void)fd;
     (void)events;
     srv *s = arg;
+    mcpc_registry *r = s->reg;
     ferr e = {0};
+    /* Through the server's job when it has one, so that of the ferry
+     * processes hearing the same notification one syncs (and the next
+     * periodic sync counts from this one). A sync running here already
+     * looks again when it ends (start_sync's resync); one running in
+     * another process heard the notification too. */
+    if (s->has_job && !s->sync && r->sched) {
+        char id[64], run_id[40];
+        int started = 0;
+        job_id_of(s, id);
+        if (sched_run_now(r->sched, id, run_id, &started, &e) == 0)
+            return;
+        ferr_clear(&e);
+    }
     start_sync(s, NULL, NULL, NULL, &e);
     ferr_clear(&e);
 }
@@ -897,33 +930,44 @@ out:
     return rc;
 }
 
-static void schedule_sync(srv *s)
+/* Keeps the server's job as its row says: mcp:<id>:tools every
+ * sync_interval_s while it is approved, none otherwise (pending, rejected,
+ * or an interval of 0). A new job runs first an interval from now: the
+ * server was just synced (registered, or loaded with its tools). */
+static void ensure_job(srv *s)
 {
     mcpc_registry *r = s->reg;
-    if (!r->cfg.background)
+    if (!r->sched)
         return;
     mcp_server_row row;
     ferr e = {0};
-    if (store_mcp_server_get(r->cfg.db, s->id, &row, &e) != 0) {
+    int found = store_mcp_server_get(r->cfg.db, s->id, &row, &e);
+    if (found < 0) {
         ferr_clear(&e);
         return;
     }
-    int64_t interval = row.sync_interval_s;
-    store_mcp_server_clear(&row);
-    if (s->sync_timer)
-        evtimer_del(s->sync_timer);
-    if (interval <= 0)
-        return;
-    if (!s->sync_timer)
-        s->sync_timer = evtimer_new(r->cfg.base, on_changed_timer, s);
-    /* ±10 % so a fleet of servers registered together does not sync in
-     * step. */
-    unsigned char b;
-    RAND_bytes(&b, 1);
-    double ms = (double)interval * 1000.0 * (0.9 + 0.2 * b / 255.0);
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((int64_t)ms % 1000) * 1000};
-    if (s->sync_timer)
-        evtimer_add(s->sync_timer, &tv);
+    int64_t interval = found == 0 && strcmp(row.status, "approved") == 0 ? row.sync_interval_s : 0;
+    if (found == 0)
+        store_mcp_server_clear(&row);
+    char id[64];
+    job_id_of(s, id);
+    int rc;
+    if (interval > 0) {
+        char every[32];
+        snprintf(every, sizeof every, "%llds", (long long)interval);
+        rc = sched_ensure_job_in(r->sched, id, JOB_KIND, s->id, "tools", every, interval * 1000, &e);
+    } else {
+        rc = sched_delete_job(r->sched, id, &e);
+    }
+    if (rc < 0) {
+        log_line *l = log_begin(LOG_WARN, "cannot keep an MCP server's sync job");
+        log_str(l, "mcp_server", s->slug);
+        log_str(l, "error", e.message);
+        log_end(l);
+    } else {
+        s->has_job = interval > 0;
+    }
+    ferr_clear(&e);
 }
 
 static void answer_waiters(srv *s, json_t *out, const ferr *err)
@@ -994,7 +1038,6 @@ static void on_synced(void *arg, json_t *tools, json_t *rejected, const ferr *er
         json_decref(out);
     }
     ferr_clear(&e);
-    schedule_sync(s);
     if (s->resync) {
         s->resync = 0;
         start_sync(s, NULL, NULL, NULL, &ignore);
@@ -1297,8 +1340,6 @@ static void srv_free(srv *s)
 {
     end_runs(s, "the MCP server was removed while the call ran");
     srv_close_session(s);
-    if (s->sync_timer)
-        event_free(s->sync_timer);
     if (s->changed_timer)
         event_free(s->changed_timer);
     json_decref(s->server_info);
@@ -1313,7 +1354,6 @@ static void load_one(void *ud, const mcp_server_row *row)
     if (!s)
         return;
     publish(s);
-    schedule_sync(s);
 }
 
 mcpc_registry *mcpc_registry_new(const mcpc_registry_config *cfg, ferr *err)
@@ -1867,6 +1907,7 @@ json_t *mcpc_registry_decide_server(mcpc_registry *r, const principal *who, cons
         return NULL;
     snprintf(s->status, sizeof s->status, "%s", status);
     publish(s);
+    ensure_job(s);
     if (s->session)
         mcpc_session_listen(s->session, r->cfg.background && approve);
     return server_by_id(s, err);
@@ -2001,7 +2042,7 @@ json_t *mcpc_registry_update(mcpc_registry *r, const principal *who, const char 
     end_runs(s, "the MCP server's settings changed while the call ran");
     srv_close_session(s);
     publish(s);
-    schedule_sync(s);
+    ensure_job(s);
     out = server_by_id(s, err);
 out:
     if (creds) {
@@ -2036,6 +2077,142 @@ int mcpc_registry_delete(mcpc_registry *r, const principal *who, const char *id,
         pp = &(*pp)->next;
     if (*pp)
         *pp = s->next;
+    /* Its job's run here, if any, ends with the session (srv_free). */
+    char job[64];
+    job_id_of(s, job);
     srv_free(s);
+    if (r->sched) {
+        ferr ignore = {0};
+        sched_delete_job(r->sched, job, &ignore);
+        ferr_clear(&ignore);
+    }
     return 0;
+}
+
+/* ---- periodic syncs: the scheduler's "mcp" jobs ---- */
+
+static void on_job_synced(void *arg, json_t *out, const ferr *err)
+{
+    (void)out;
+    job_run *x = arg;
+    x->s->job = NULL;
+    sched_run *sr = x->sr;
+    free(x);
+    sched_outcome o = {.status = err ? "failed" : "succeeded", .error = err ? err->message : NULL};
+    sched_done(sr, &o);
+}
+
+static void job_start(void *ud, sched_run *sr, const store_job *j, int manual)
+{
+    (void)manual;
+    mcpc_registry *r = ud;
+    sched_outcome skipped = {.status = "skipped"};
+    mcp_server_row row;
+    ferr e = {0};
+    int found = store_mcp_server_get(r->cfg.db, j->subject, &row, &e);
+    if (found != 0) {
+        char id[200];
+        snprintf(id, sizeof id, "%s", j->id);
+        skipped.error = found < 0 ? e.message : "the MCP server no longer exists";
+        if (found < 0)
+            skipped.status = "failed";
+        sched_done(sr, &skipped);
+        if (found == 1)
+            sched_delete_job(r->sched, id, &e);
+        ferr_clear(&e);
+        return;
+    }
+    /* The row is the truth: a server registered or decided in another
+     * ferry process on this database is taken as it is now. */
+    srv *s = find_srv(r, row.id);
+    int changed = !s;
+    if (!s)
+        s = srv_new(r, &row);
+    changed = s && (changed || strcmp(s->status, row.status) != 0);
+    if (s)
+        snprintf(s->status, sizeof s->status, "%s", row.status);
+    store_mcp_server_clear(&row);
+    if (changed)
+        publish(s);
+    job_run *x = s && strcmp(s->status, "approved") == 0 ? calloc(1, sizeof *x) : NULL;
+    if (!x) {
+        skipped.error = !s ? "out of memory" : "the MCP server is not approved";
+        sched_done(sr, &skipped);
+        return;
+    }
+    x->s = s;
+    x->sr = sr;
+    s->job = x;
+    /* Joins a sync already running for the server, if any. */
+    if (start_sync(s, NULL, on_job_synced, x, &e) < 0) {
+        s->job = NULL;
+        free(x);
+        sched_outcome o = {.status = "failed", .error = e.message};
+        sched_done(sr, &o);
+    }
+    ferr_clear(&e);
+}
+
+static void job_stop(void *ud, sched_run *sr, const char *why)
+{
+    mcpc_registry *r = ud;
+    for (srv *s = r->servers; s; s = s->next) {
+        job_run *x = s->job;
+        if (!x || x->sr != sr)
+            continue;
+        /* The sync itself goes on (an admin may wait for it); the run no
+         * longer does. */
+        for (waiter **pw = &s->waiters; *pw; pw = &(*pw)->next)
+            if ((*pw)->arg == x) {
+                waiter *w = *pw;
+                *pw = w->next;
+                free(w);
+                break;
+            }
+        s->job = NULL;
+        free(x);
+        break;
+    }
+    sched_outcome o = {.status = "failed", .error = why, .retry_at_ms = 0};
+    sched_done(sr, &o);
+}
+
+typedef struct stale_jobs {
+    mcpc_registry *r;
+    char (*ids)[200];
+    size_t n, cap;
+} stale_jobs;
+
+static void collect_stale_job(void *ud, const store_job *j)
+{
+    stale_jobs *l = ud;
+    if (find_srv(l->r, j->subject))
+        return;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 8;
+        void *p = realloc(l->ids, cap * sizeof *l->ids);
+        if (!p)
+            return;
+        l->ids = p;
+        l->cap = cap;
+    }
+    snprintf(l->ids[l->n++], 200, "%s", j->id);
+}
+
+int mcpc_registry_schedule(mcpc_registry *r, sched *s, ferr *err)
+{
+    r->kind = (sched_kind){.name = JOB_KIND, .ud = r, .max_running = JOB_MAX_RUNNING, .start = job_start,
+                           .stop = job_stop};
+    if (sched_register(s, &r->kind) < 0)
+        return ferr_set(err, FERR_INTERNAL, "too many job kinds");
+    r->sched = s;
+    for (srv *v = r->servers; v; v = v->next)
+        ensure_job(v);
+    /* Jobs of servers deleted while no process with a scheduler ran. */
+    stale_jobs l = {.r = r};
+    int rc = store_jobs_list(r->cfg.db, JOB_KIND, collect_stale_job, &l, err);
+    for (size_t i = 0; rc == 0 && i < l.n; i++)
+        rc = sched_delete_job(s, l.ids[i], err);
+    free(l.ids);
+    return rc;
 }

@@ -12,7 +12,9 @@
  * tool whose definition changes on a later sync goes back to pending.
  *
  * Syncs run at registration, on request, on notifications/tools/list_changed
- * and periodically (each server's interval, jittered); each is audited
+ * and periodically: an approved server's job mcp:<id>:tools in the
+ * scheduler, every sync_interval_s, at most once at a time across the
+ * ferry processes on one database; each is audited
  * (mcp.sync) and fails closed like any external call. Calls run through
  * the provider runner interface: calls.c audits them, this module records
  * each in mcp_tool_executions with a distinct status per failure (timeout,
@@ -26,6 +28,7 @@
 #include "audit.h"
 #include "hclient.h"
 #include "providers.h"
+#include "scheduler.h"
 #include "store.h"
 #include "vault.h"
 
@@ -49,6 +52,10 @@ mcpc_registry *mcpc_registry_new(const mcpc_registry_config *cfg, ferr *err);
 /* Ends syncs (waiting API requests get `internal`), sessions and server
  * processes; calls must have ended first (calls_free). */
 void mcpc_registry_free(mcpc_registry *r);
+
+/* Registers the "mcp" job kind and keeps a job for each approved server
+ * with a sync interval (serve). */
+int mcpc_registry_schedule(mcpc_registry *r, sched *s, ferr *err);
 
 /* The outcome of a registration or sync: {server, tools, rejected?,
  * changes?} as the API shows it (new), or err. */

@@ -18,6 +18,8 @@
 #define TOKEN_TIMEOUT_MS 20000
 #define DEFAULT_MARGIN_S 300
 #define DEFAULT_INTERVAL_S 60
+#define OAUTH_JOB_KIND "oauth"
+#define OAUTH_JOB_ID "oauth:refresh"
 /* Client credentials without expires_in: fetch a new token hourly. */
 #define CC_DEFAULT_LIFETIME_MS (3600 * 1000)
 
@@ -337,7 +339,8 @@ struct oauth {
     size_t nstates;
     token_req *reqs;
     size_t nreqs;
-    struct event *timer;
+    sched_kind kind;              /* the refresh job's (oauth_schedule) */
+    struct refresh_run *job_run;  /* its run in progress here, if any */
 };
 
 static double ms_since(const struct timespec *t0)
@@ -845,7 +848,7 @@ int oauth_needs_refresh(const oauth *o, const provider *p, const store_connectio
     return now_ms() >= c->token_expires_at - margin;
 }
 
-/* ---- the timer ---- */
+/* ---- the refresh job ---- */
 
 typedef struct id_list {
     char (*ids)[40];
@@ -866,25 +869,141 @@ static void collect_id(void *ud, const char *id)
     snprintf(l->ids[l->n++], 40, "%s", id);
 }
 
-static void on_tick(evutil_socket_t fd, short events, void *arg)
+/* One refresh a run of the job waits for. */
+typedef struct refresh_slot {
+    struct refresh_run *run;
+    oauth_waiter *w;
+} refresh_slot;
+
+/* A run of oauth:refresh: the refreshes it started, until each has ended. */
+typedef struct refresh_run {
+    oauth *o;
+    sched_run *sr;
+    refresh_slot *slots;
+    size_t nslots, pending, failed;
+    int starting;                 /* still starting refreshes: do not end yet */
+    char error[512];              /* the store failed: the run failed */
+} refresh_run;
+
+static void refresh_run_end(refresh_run *x, const char *status, const char *error, int64_t retry_at)
 {
-    (void)fd;
-    (void)events;
-    oauth *o = arg;
+    oauth *o = x->o;
+    if (x->nslots) {
+        log_line *l = log_begin(x->failed ? LOG_WARN : LOG_INFO, "oauth refresh job");
+        log_int(l, "connections", (long long)x->nslots);
+        log_int(l, "failed", (long long)x->failed);
+        log_str(l, "status", status);
+        log_end(l);
+    }
+    o->job_run = NULL;
+    sched_run *sr = x->sr;
+    free(x->slots);
+    free(x);
+    sched_outcome out = {.status = status, .error = error, .retry_at_ms = retry_at};
+    sched_done(sr, &out);
+}
+
+static void refresh_run_check(refresh_run *x)
+{
+    if (x->starting || x->pending)
+        return;
+    /* A refresh that failed is its connection's business (an error in the
+     * refresh log, or reconnect_required), not the job's. */
+    if (x->error[0])
+        refresh_run_end(x, "failed", x->error, 0);
+    else
+        refresh_run_end(x, "succeeded", NULL, 0);
+}
+
+static void on_job_refreshed(void *arg, const ferr *err)
+{
+    refresh_slot *slot = arg;
+    refresh_run *x = slot->run;
+    slot->w = NULL;
+    x->pending--;
+    if (err)
+        x->failed++;
+    refresh_run_check(x);
+}
+
+static void job_start(void *ud, sched_run *sr, const store_job *j, int manual)
+{
+    (void)j;
+    (void)manual;
+    oauth *o = ud;
+    refresh_run *x = calloc(1, sizeof *x);
+    if (!x) {
+        sched_outcome out = {.status = "failed", .error = "out of memory"};
+        sched_done(sr, &out);
+        return;
+    }
+    x->o = o;
+    x->sr = sr;
+    x->starting = 1;
+    o->job_run = x;
     int64_t margin = (int64_t)(o->d.refresh_margin_s > 0 ? o->d.refresh_margin_s : DEFAULT_MARGIN_S) * 1000;
     id_list l = {0};
-    store_connections_expiring(o->d.db, now_ms() + margin, collect_id, &l);
-    for (size_t i = 0; i < l.n; i++) {
+    if (store_connections_expiring(o->d.db, now_ms() + margin, collect_id, &l) < 0)
+        snprintf(x->error, sizeof x->error, "cannot read the connections whose tokens expire");
+    x->slots = l.n ? calloc(l.n, sizeof *x->slots) : NULL;
+    if (l.n && !x->slots)
+        snprintf(x->error, sizeof x->error, "out of memory");
+    for (size_t i = 0; x->slots && i < l.n; i++) {
         store_connection c;
         ferr err = {0};
-        if (store_connection_get(o->d.db, l.ids[i], &c, &err) == 0) {
-            if (oauth_needs_refresh(o, providers_find(o->d.providers, c.integration), &c))
-                oauth_refresh(o, &c, NULL, NULL);
-            store_connection_clear(&c);
-        }
+        int found = store_connection_get(o->d.db, l.ids[i], &c, &err);
+        if (found < 0)
+            snprintf(x->error, sizeof x->error, "%s", err.message);
         ferr_clear(&err);
+        if (found != 0)
+            continue;
+        if (oauth_needs_refresh(o, providers_find(o->d.providers, c.integration), &c)) {
+            refresh_slot *slot = &x->slots[x->nslots++];
+            slot->run = x;
+            x->pending++;
+            /* Joins a refresh already in flight for the connection, if any;
+             * may end at once (then on_job_refreshed has run). */
+            slot->w = oauth_refresh(o, &c, on_job_refreshed, slot);
+        }
+        store_connection_clear(&c);
     }
     free(l.ids);
+    x->starting = 0;
+    refresh_run_check(x);
+}
+
+static void job_stop(void *ud, sched_run *sr, const char *why)
+{
+    oauth *o = ud;
+    refresh_run *x = o->job_run;
+    if (!x || x->sr != sr) {
+        sched_outcome out = {.status = "failed", .error = why};
+        sched_done(sr, &out);
+        return;
+    }
+    /* The refreshes themselves go on (their results are still wanted);
+     * the run is over now. Due again at once, for the next process. */
+    for (size_t i = 0; i < x->nslots; i++)
+        if (x->slots[i].w)
+            oauth_cancel(x->slots[i].w);
+    refresh_run_end(x, "failed", why, now_ms());
+}
+
+int oauth_schedule(oauth *o, sched *s, ferr *err)
+{
+    int interval = o->d.refresh_interval_s ? o->d.refresh_interval_s : DEFAULT_INTERVAL_S;
+    if (interval < 0)
+        return 0;
+    /* One job for every process on the database: no herd to spread, so no
+     * jitter (which would only push refreshes towards the margin's end). */
+    o->kind = (sched_kind){.name = OAUTH_JOB_KIND, .ud = o, .max_running = 1, .no_jitter = 1, .start = job_start,
+                           .stop = job_stop};
+    if (sched_register(s, &o->kind) < 0)
+        return ferr_set(err, FERR_INTERNAL, "too many job kinds");
+    char every[32];
+    snprintf(every, sizeof every, "%ds", interval);
+    return sched_ensure_job_in(s, OAUTH_JOB_ID, OAUTH_JOB_KIND, "", "refresh", every, (int64_t)interval * 1000,
+                               err);
 }
 
 /* ---- lifecycle ---- */
@@ -896,15 +1015,6 @@ oauth *oauth_new(const oauth_deps *d)
         return NULL;
     o->d = *d;
     oauth_set_public_url(o, "http://127.0.0.1:8700");
-    int interval = d->refresh_interval_s ? d->refresh_interval_s : DEFAULT_INTERVAL_S;
-    if (d->base && interval > 0) {
-        o->timer = event_new(d->base, -1, EV_PERSIST, on_tick, o);
-        struct timeval tv = {interval, 0};
-        if (!o->timer || event_add(o->timer, &tv) < 0) {
-            oauth_free(o);
-            return NULL;
-        }
-    }
     return o;
 }
 
@@ -912,8 +1022,14 @@ void oauth_free(oauth *o)
 {
     if (!o)
         return;
-    if (o->timer)
-        event_free(o->timer);
+    /* The scheduler stops its runs first (app_close); a run left here
+     * would wait on refreshes that are about to end. */
+    if (o->job_run) {
+        for (size_t i = 0; i < o->job_run->nslots; i++)
+            if (o->job_run->slots[i].w)
+                oauth_cancel(o->job_run->slots[i].w);
+        refresh_run_end(o->job_run, "failed", "ferry is shutting down", now_ms());
+    }
     ferr e = {0};
     ferr_set(&e, FERR_INTERNAL, "ferry is shutting down");
     while (o->reqs) {

@@ -5,8 +5,9 @@
  *   bound to the user who started it (10 minutes to finish), the token
  *   exchange, and the connection it creates (or reconnects).
  * - Client credentials for server-to-server providers.
- * - Refresh ahead of expiry (by a timer and on demand), exactly once per
- *   connection however many calls wait for it; a rotated refresh token is
+ * - Refresh ahead of expiry (by a scheduler job and on demand), exactly once
+ *   per connection however many calls wait for it (and, for the job, once
+ *   across every ferry process on the database); a rotated refresh token is
  *   stored in the same transaction as its access token. Every attempt is
  *   written to token_refresh_logs. When a refresh fails for good
  *   (invalid_grant, no refresh token), the connection turns
@@ -24,6 +25,7 @@
 #include "connections.h"
 #include "hclient.h"
 #include "providers.h"
+#include "scheduler.h"
 #include "vault.h"
 
 typedef struct oauth oauth;
@@ -37,7 +39,7 @@ typedef struct oauth_deps {
     hclient *http;
     audit *audit;                  /* may be NULL (then nothing is audited) */
     int refresh_margin_s;          /* refresh this long before expiry; 0 → 300 */
-    int refresh_interval_s;        /* the timer's period; 0 → 60, negative: no timer */
+    int refresh_interval_s;        /* the refresh job's period; 0 → 60, negative: no job */
 } oauth_deps;
 
 oauth *oauth_new(const oauth_deps *d);
@@ -92,11 +94,17 @@ int oauth_callback(oauth *o, const oauth_callback_args *cb, oauth_connected_fn d
 int oauth_needs_refresh(const oauth *o, const provider *p, const store_connection *c);
 /* Refreshes (or, for client credentials, fetches) a connection's token;
  * concurrent requests share one exchange. done(arg, NULL) on success; done
- * may be NULL (the timer's refreshes). The returned waiter may be cancelled
+ * may be NULL (nobody waits). The returned waiter may be cancelled
  * (then done is never called); NULL when done was called already. */
 typedef void (*oauth_refresh_fn)(void *arg, const ferr *err);
 oauth_waiter *oauth_refresh(oauth *o, const store_connection *c, oauth_refresh_fn done, void *arg);
 void oauth_cancel(oauth_waiter *w);
+
+/* Registers the "oauth" job kind and its one job, oauth:refresh, every
+ * refresh interval (serve): a run refreshes the connections whose tokens
+ * expire within the margin, through oauth_refresh, and ends when all of
+ * those have. Nothing when the interval is negative. */
+int oauth_schedule(oauth *o, sched *s, ferr *err);
 
 /* Best effort: tells the provider to revoke the connection's grant. */
 void oauth_revoke(oauth *o, const store_connection *c, const credentials *creds);

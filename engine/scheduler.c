@@ -168,7 +168,16 @@ void sched_done(sched_run *r, const sched_outcome *o)
     int64_t now = now_ms();
     int failed = strcmp(o->status, "failed") == 0 || strcmp(o->status, "partial") == 0;
     int failures = failed ? r->job.failures + 1 : 0;
-    int64_t next = sched_next_time(r->job.schedule, r->started_at, now, rnd(s), s->cfg.max_jitter_ms);
+    /* An interval counts from when the run was due, so that the tick's
+     * granularity does not stretch it (a 1 s job found due up to a tick
+     * late would otherwise run every 2 s); a run that started later than
+     * two ticks (ferry was down, or the job was requested) counts from its
+     * start. */
+    int64_t from = r->started_at;
+    if (r->job.next_run_at < from && r->job.next_run_at >= from - 2 * s->cfg.tick_ms)
+        from = r->job.next_run_at;
+    int64_t next = sched_next_time(r->job.schedule, from, now, r->kind->no_jitter ? 0 : rnd(s),
+                                   s->cfg.max_jitter_ms);
     if (next < 0)
         next = now + 3600000;   /* an expression that never fires again: look once an hour */
     if (failed) {
@@ -287,6 +296,51 @@ static void sweep(sched *s, int64_t now)
             s->kinds[i]->interrupted(s->kinds[i]->ud, NULL, "the ferry process running it stopped");
 }
 
+static int kind_limit(const sched *s, const sched_kind *k)
+{
+    return k->max_running ? k->max_running : s->cfg.max_running;
+}
+
+static int kind_running(const sched *s, const sched_kind *k)
+{
+    int n = 0;
+    for (const sched_run *r = s->runs; r; r = r->next)
+        n += r->kind == k;
+    return n;
+}
+
+/* Starts the due jobs of one kind, as many as it has room for. */
+static void start_due(sched *s, const sched_kind *k, int64_t now)
+{
+    int room = kind_limit(s, k) - kind_running(s, k);
+    if (room <= 0)
+        return;
+    store_job jobs[16];
+    due_list l = {jobs, 0, (size_t)(room < 16 ? room : 16)};
+    ferr err = {0};
+    /* Kind by kind: a job of a kind this process does not run, or of a
+     * busy kind, must not take the places of the others. */
+    char kinds[48];
+    snprintf(kinds, sizeof kinds, "[\"%.30s\"]", k->name);
+    if (store_jobs_due(s->cfg.db, now, kinds, (int)l.cap, collect_due, &l, &err) < 0) {
+        log_line *line = log_begin(LOG_WARN, "scheduler cannot read due jobs");
+        log_str(line, "kind", k->name);
+        log_str(line, "error", err.message);
+        log_end(line);
+    }
+    ferr_clear(&err);
+    for (size_t i = 0; i < l.n && !s->stopped && kind_running(s, k) < kind_limit(s, k); i++) {
+        char run_id[40], holder[40] = "";
+        if (try_start(s, &l.jobs[i], 0, run_id, holder, &err) < 0) {
+            log_line *line = log_begin(LOG_WARN, "scheduler cannot start a job");
+            log_str(line, "job", l.jobs[i].id);
+            log_str(line, "error", err.message);
+            log_end(line);
+        }
+        ferr_clear(&err);
+    }
+}
+
 static void on_tick(evutil_socket_t fd, short events, void *arg)
 {
     (void)fd;
@@ -298,35 +352,8 @@ static void on_tick(evutil_socket_t fd, short events, void *arg)
         return;
     if (now - s->last_sweep >= SWEEP_EVERY_MS)
         sweep(s, now);
-    int room = s->cfg.max_running - (int)s->nruns;
-    if (room <= 0)
-        return;
-    store_job jobs[16];
-    due_list l = {jobs, 0, (size_t)(room < 16 ? room : 16)};
-    ferr err = {0};
-    /* Only kinds this process runs: a job of a kind it does not know
-     * must not take the slots of those it does. */
-    char kinds[MAX_KINDS * 40 + 4] = "[";
-    for (int i = 0; i < s->nkinds; i++)
-        snprintf(kinds + strlen(kinds), sizeof kinds - strlen(kinds), "%s\"%.30s\"", i ? "," : "",
-                 s->kinds[i]->name);
-    strcat(kinds, "]");
-    if (store_jobs_due(s->cfg.db, now, kinds, (int)l.cap, collect_due, &l, &err) < 0) {
-        log_line *line = log_begin(LOG_WARN, "scheduler cannot read due jobs");
-        log_str(line, "error", err.message);
-        log_end(line);
-    }
-    ferr_clear(&err);
-    for (size_t i = 0; i < l.n && !s->stopped && (int)s->nruns < s->cfg.max_running; i++) {
-        char run_id[40], holder[40] = "";
-        if (try_start(s, &l.jobs[i], 0, run_id, holder, &err) < 0) {
-            log_line *line = log_begin(LOG_WARN, "scheduler cannot start a job");
-            log_str(line, "job", l.jobs[i].id);
-            log_str(line, "error", err.message);
-            log_end(line);
-        }
-        ferr_clear(&err);
-    }
+    for (int i = 0; i < s->nkinds && !s->stopped; i++)
+        start_due(s, s->kinds[i], now);
 }
 
 static int arm(sched *s)
@@ -388,6 +415,22 @@ int sched_ensure_job(sched *s, const char *id, const char *kind, const char *sub
         spread = FIRST_RUN_SPREAD_MS;
     int64_t first = now + (int64_t)(rnd(s) * (double)spread);
     return store_job_ensure(s->cfg.db, id, kind, subject, name, schedule, first, err);
+}
+
+int sched_ensure_job_in(sched *s, const char *id, const char *kind, const char *subject, const char *name,
+                        const char *schedule, int64_t first_in_ms, ferr *err)
+{
+    int64_t first = now_ms() + (first_in_ms > 0 ? first_in_ms : 0);
+    if (store_job_ensure(s->cfg.db, id, kind, subject, name, schedule, first, err) < 0)
+        return -1;
+    /* An existing job due later than that (a longer interval before) runs
+     * by then. */
+    return store_job_request(s->cfg.db, id, first, err);
+}
+
+int sched_delete_job(sched *s, const char *id, ferr *err)
+{
+    return store_job_delete(s->cfg.db, id, err);
 }
 
 int sched_run_now(sched *s, const char *job_id, char run_id[40], int *started, ferr *err)

@@ -11,9 +11,11 @@
  * process crashed is taken over, and the work a lease covers must fence its
  * writes on still holding it (store_sync_commit does).
  *
- * What a job does belongs to its kind: syncs (syncs.c) register one, MCP
- * tool re-syncs will register theirs. A kind starts a run and reports its
- * end with sched_done; the scheduler decides when it runs next. */
+ * What a job does belongs to its kind: syncs (syncs.c), token refreshes
+ * (oauth.c) and MCP tool re-syncs (mcpc_registry.c) register one each. A
+ * kind starts a run and reports its end with sched_done; the scheduler
+ * decides when it runs next, and how many runs of each kind a process runs
+ * at once. */
 #ifndef FERRY_SCHEDULER_H
 #define FERRY_SCHEDULER_H
 
@@ -33,15 +35,23 @@ typedef struct sched_config {
     store *db;
     int64_t tick_ms;          /* how often due jobs are looked for; 0 → 1000 */
     int64_t lease_ms;         /* a lease's life; 0 → 60000 */
-    int max_running;          /* scheduled runs at once in this process; 0 → 4; negative: none */
+    int max_running;          /* scheduled runs at once in this process of a kind without a
+                                 limit of its own (syncs); 0 → 4; negative: none */
     int64_t backoff_base_ms;  /* wait after a first failed run, doubling after each; 0 → 30000 */
     int64_t backoff_max_ms;   /* 0 → 3600000 */
     int64_t max_jitter_ms;    /* at most this much added to a run's time; 0 → 300000 */
 } sched_config;
 
 typedef struct sched_kind {
-    const char *name;         /* sched_jobs.kind: "sync" */
+    const char *name;         /* sched_jobs.kind: "sync", "oauth", "mcp" */
     void *ud;
+    /* Scheduled runs of this kind at once in this process: its own limit,
+     * so one kind's runs never wait for another's slots; 0: the
+     * scheduler's max_running. */
+    int max_running;
+    /* Runs exactly on the schedule, without jitter (a kind with one job
+     * per database, where there is no herd to spread). */
+    int no_jitter;
     /* Starts run `r` of job `j` (the lease is held). Report the end with
      * sched_done, now or later. */
     void (*start)(void *ud, sched_run *r, const store_job *j, int manual);
@@ -79,6 +89,15 @@ int64_t sched_lease_until(const sched *s);
  * jitter); an existing job keeps its next run. */
 int sched_ensure_job(sched *s, const char *id, const char *kind, const char *subject, const char *name,
                      const char *schedule, ferr *err);
+/* The same, for a job whose first run comes a period after now (its work
+ * was just done, or a timer's first tick): new jobs run first at
+ * now + first_in_ms, existing ones keep their next run unless that is
+ * later (a shorter interval applies at once). */
+int sched_ensure_job_in(sched *s, const char *id, const char *kind, const char *subject, const char *name,
+                        const char *schedule, int64_t first_in_ms, ferr *err);
+/* Deletes a job (and its lease; a run in progress here is stopped at its
+ * next heartbeat). */
+int sched_delete_job(sched *s, const char *id, ferr *err);
 
 /* Runs a job now: *started = 1 and its new run's id; or, when another run
  * holds its lease (here or in another process), *started = 0 and that
