@@ -427,6 +427,12 @@ function M.start_idp(opts)
     assert(status == 200, "idp counters: " .. tostring(status))
     return json.decode(body)
   end
+  -- The token endpoint answers `ms` late from now on (a slow identity provider).
+  function idp.token_delay(ms)
+    local status = M.request("POST", idp.url .. "/test/token-delay?ms=" .. tostring(ms), {body = ""})
+    assert(status == 200, "token-delay: " .. tostring(status))
+  end
+
   function idp.revoke_grants()
     local status, body = M.request("POST", idp.url .. "/test/revoke-grants", {body = ""})
     assert(status == 200, "idp revoke: " .. tostring(status))

@@ -61,10 +61,16 @@ describe("token refreshes as a scheduler job", function()
     assert.are.equal(201, status, text)
     local conn = h.decode(text)
     local before = idp.counters().token.refresh_token or 0
+    -- A slow token endpoint: a refresh takes 2.5 s, more than two periods of
+    -- the job, so a process that refreshed on a timer of its own would
+    -- start a second refresh while the first is out; the job's lease holds
+    -- until the refreshes it started end.
+    idp.token_delay(2500)
     -- The token (still good at the IdP) is now inside the margin: the job
     -- refreshes it, whichever process runs it.
     h.sql(data, "UPDATE connections SET token_expires_at = credential_set_at + 1000 WHERE id = '" .. conn.id .. "'")
-    wait_until(function() return (idp.counters().token.refresh_token or 0) > before end, 10, "a refresh")
+    wait_until(function() return (idp.counters().token.refresh_token or 0) > before end, 15, "a refresh")
+    idp.token_delay(0)
     -- Both processes go on running the job every second for a while.
     local seen = job(data, "oauth:refresh").last_started_at
     h.sleep(3)

@@ -13,6 +13,7 @@
 // Two test-only routes watch and steer it from outside:
 //   GET  /test/counters        {token: {authorization_code, refresh_token}, token_errors, revoked, userinfo}
 //   POST /test/revoke-grants   revokes every grant, as a user removing the app would
+//   POST /test/token-delay?ms=N  the token endpoint answers N ms late from now on (0: at once)
 import Provider from 'oidc-provider';
 
 const { PORT, REDIRECT_URI, ACCESS_TTL = '60', REFRESH_TTL = '3600' } = process.env;
@@ -62,6 +63,7 @@ const provider = new Provider(`http://127.0.0.1:${PORT}`, {
 });
 
 const counters = { token: {}, token_errors: 0, revoked: 0, userinfo: 0 };
+let tokenDelayMs = 0;
 const grants = new Set();
 provider.on('grant.success', (ctx) => {
   const type = ctx.oidc.params.grant_type;
@@ -90,7 +92,13 @@ provider.use(async (ctx, next) => {
     grants.clear();
     return;
   }
+  if (ctx.path === '/test/token-delay' && ctx.method === 'POST') {
+    tokenDelayMs = Math.max(0, Number(ctx.query.ms) || 0);
+    ctx.body = { token_delay_ms: tokenDelayMs };
+    return;
+  }
   if (ctx.path === '/me') counters.userinfo += 1;
+  if (ctx.path === '/token' && tokenDelayMs) await new Promise((resolve) => setTimeout(resolve, tokenDelayMs));
   await next();
 });
 
