@@ -117,7 +117,8 @@ int app_open(app *a, const app_config *cfg, ferr *err)
     a->calls = calls_new(&cc);
     if (!a->calls)
         return ferr_set(err, FERR_INTERNAL, "out of memory");
-    a->approvals = approvals_new(a->db, a->vault, a->audit, a->calls, a->providers, a->base, a->cfg.approval_ttl_seconds);
+    a->approvals = approvals_new(a->db, a->vault, a->audit, a->calls, a->providers, a->policy, a->base,
+                                 a->cfg.approval_ttl_seconds);
     if (!a->approvals)
         return ferr_set(err, FERR_INTERNAL, "out of memory");
     sched_config sc = {.base = a->base, .db = a->db, .tick_ms = a->cfg.sched_tick_ms,

@@ -22,6 +22,7 @@ struct approvals {
     audit *audit;
     calls *calls;
     providers *providers;
+    policy *policy;
     struct event *sweep;
     int ttl_seconds;
 };
@@ -70,7 +71,7 @@ static void on_sweep(evutil_socket_t fd, short events, void *arg)
     ferr_clear(&e);
 }
 
-approvals *approvals_new(store *db, vault *v, audit *au, calls *cs, providers *ps, struct event_base *base,
+approvals *approvals_new(store *db, vault *v, audit *au, calls *cs, providers *ps, policy *pol, struct event_base *base,
                          int ttl_seconds)
 {
     approvals *ap = calloc(1, sizeof *ap);
@@ -81,6 +82,7 @@ approvals *approvals_new(store *db, vault *v, audit *au, calls *cs, providers *p
     ap->audit = au;
     ap->calls = cs;
     ap->providers = ps;
+    ap->policy = pol;
     ap->ttl_seconds = ttl_seconds > 0 ? ttl_seconds : 24 * 3600;
     if (base) {
         ap->sweep = event_new(base, -1, EV_PERSIST, on_sweep, ap);
@@ -372,6 +374,23 @@ static void finish_run(running *r, const call_result *res, const ferr *start_err
 
 static void on_run_done(void *arg, const call_result *res) { finish_run(arg, res, NULL); }
 
+static int requester_may_run(approvals *ap, const approval_row *a, ferr *err)
+{
+    principal requester;
+    if (store_principal_by_ids(ap->db, a->user_id, a->team_id, &requester) != 0)
+        return ferr_set(err, FERR_FORBIDDEN, "the user who asked for approval %s is no longer in the team", a->id);
+    provider_tool *t = providers_find_tool_for(ap->providers, a->tool, &requester);
+    if (!t)
+        return ferr_set(err, FERR_FORBIDDEN, "the tool %s of approval %s is no longer available", a->tool, a->id);
+    if (ap->policy && policy_may_use(ap->policy, &requester, t->p, t, err) < 0) {
+        char why[sizeof err->message];
+        snprintf(why, sizeof why, "%s", err->message);
+        ferr_clear(err);
+        return ferr_set(err, FERR_FORBIDDEN, "the requester may no longer use %s: %s", a->tool, why);
+    }
+    return 0;
+}
+
 static int conflict(ferr *err, const char *id, const char *status)
 {
     ferr_set(err, FERR_BAD_REQUEST, "approval %s is %s; it cannot be decided again", id, status);
@@ -396,11 +415,17 @@ int approvals_decide(approvals *ap, const principal *who, const char *id, int ap
         goto out;
     }
     if (now_ms() >= a.expires_at) {
-        store_approval_decide(ap->db, id, "pending", "expired", 0, NULL, err);
+        /* Expired as the sweep expires them: the arguments and their key go. */
+        store_approvals_expire(ap->db, now_ms(), err);
         ferr_clear(err);
         conflict(err, id, "expired");
         goto out;
     }
+    /* The requester must still be allowed the tool: permissions revoked
+     * since the request stop the write (it stays pending: an admin may
+     * reject it, or it expires). */
+    if (approve && requester_may_run(ap, &a, err) < 0)
+        goto out;
     /* Exactly once: whoever moves it out of pending first wins. */
     int moved = store_approval_decide(ap->db, id, "pending", approve ? "running" : "rejected", who->user_id,
                                       reason, err);

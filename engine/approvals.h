@@ -16,13 +16,14 @@
 
 #include "audit.h"
 #include "calls.h"
+#include "policy.h"
 #include "providers.h"
 #include "store.h"
 #include "vault.h"
 
 typedef struct approvals approvals;
 
-approvals *approvals_new(store *db, vault *v, audit *au, calls *cs, providers *ps, struct event_base *base,
+approvals *approvals_new(store *db, vault *v, audit *au, calls *cs, providers *ps, policy *pol, struct event_base *base,
                          int ttl_seconds);
 void approvals_free(approvals *ap);
 

@@ -306,9 +306,17 @@ static int non_public(const struct sockaddr *sa, char *text, size_t cap)
     if (sa->sa_family == AF_INET6) {
         const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
         inet_ntop(AF_INET6, a, text, (socklen_t)cap);
-        if (IN6_IS_ADDR_V4MAPPED(a)) {
-            uint32_t v4;
+        /* IPv4 inside IPv6: mapped (::ffff:a.b.c.d), compatible (::a.b.c.d),
+         * NAT64 (64:ff9b::a.b.c.d) and 6to4 (2002:AABB:CCDD::) reach the
+         * IPv4 address they carry, so they are judged by it. */
+        static const unsigned char nat64[12] = {0, 0x64, 0xff, 0x9b};
+        uint32_t v4;
+        if (IN6_IS_ADDR_V4MAPPED(a) || IN6_IS_ADDR_V4COMPAT(a) || memcmp(a->s6_addr, nat64, 12) == 0) {
             memcpy(&v4, &a->s6_addr[12], 4);
+            return non_public_v4(ntohl(v4));
+        }
+        if (a->s6_addr[0] == 0x20 && a->s6_addr[1] == 0x02) {
+            memcpy(&v4, &a->s6_addr[2], 4);
             return non_public_v4(ntohl(v4));
         }
         return IN6_IS_ADDR_LOOPBACK(a) || IN6_IS_ADDR_UNSPECIFIED(a) || IN6_IS_ADDR_LINKLOCAL(a) ||
@@ -572,6 +580,10 @@ static CURL *new_easy(hclient *c)
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    /* No proxy from the environment (http_proxy, ALL_PROXY...): the
+     * address check in open_socket would see the proxy's address, not the
+     * upstream's, and a proxy would reach what ferry refuses. */
+    curl_easy_setopt(e, CURLOPT_PROXY, "");
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->cfg.connect_timeout_ms);

@@ -45,4 +45,19 @@ describe("egress", function()
     assert.is_truthy(body.error.message:find("non-public address", 1, true), body.error.message)
     assert.are.equal(before, fault.count(), "no connection was made")
   end)
+  it("ignores proxies set in the environment, which would bypass the address checks", function()
+    -- ledger's declared upstream, 127.0.0.1:9, has nothing listening; a
+    -- proxy in ferry's environment (the fault server, which answers
+    -- anything) would answer in its place, and would equally reach
+    -- addresses ferry refuses, since the check would see only the proxy's.
+    local proxied = h.start_ferry({env = {http_proxy = fault.url, HTTP_PROXY = fault.url, https_proxy = fault.url,
+                                          ALL_PROXY = fault.url, all_proxy = fault.url}})
+    local admin = proxied.key("ada", "acme", "admin")
+    local before = fault.count()
+    local status, body = proxied.call(admin, "ledger__balance", {})
+    assert.are.equal(502, status, h.json.encode(body))
+    assert.are.equal("upstream_error", body.error.code)
+    assert.are.equal(before, fault.count(), "nothing went through the proxy")
+    proxied.stop()
+  end)
 end)

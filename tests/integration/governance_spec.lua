@@ -185,6 +185,32 @@ describe("governance", function()
       assert.are.equal(200, (decide(member, a.id, "approve")))
     end)
 
+    it("runs an approved write only if the requester may still use the tool", function()
+      local pat = srv.key("pat", "books")
+      local function allow(yes)
+        assert.are.equal(200, (h.request("POST", srv.url .. "/v1/permissions", {
+          json = {user = "pat", category = "financial", allow = yes},
+          headers = {authorization = "Bearer " .. admin}})))
+      end
+      allow(true)
+      local a = ask(pat, 7)
+      allow(false)                          -- revoked while the write waits
+      local before = fault.count()
+      for _, key in ipairs({pat, admin}) do
+        local st, body = decide(key, a.id, "approve")
+        assert.are.equal(403, st, h.json.encode(body))
+        assert.are.equal("forbidden", body.error.code)
+        assert.is_truthy(body.error.message:find("no longer use ledger__pay", 1, true), body.error.message)
+      end
+      assert.are.equal(before, fault.count(), "the payment was not sent")
+      local _, shown = srv.get("/v1/approvals/" .. a.id, admin)
+      assert.are.equal("pending", shown.approval.status)
+      allow(true)                           -- restored: the same approval runs, once
+      local st = decide(pat, a.id, "approve")
+      assert.are.equal(200, st)
+      assert.are.equal(before + 1, fault.count())
+    end)
+
     it("lets an admin allow-list a write tool, audited", function()
       local st = h.request("PUT", srv.url .. "/v1/policies/write-tools",
         {json = {tool = "ledger__pay", require_approval = false}, headers = {authorization = "Bearer " .. member}})
@@ -219,6 +245,9 @@ describe("governance", function()
         {json = {}, headers = {authorization = "Bearer " .. key}})
       assert.are.equal(409, st)
       assert.are.equal("expired", h.decode(text).error.details.status)
+      -- Expired like the sweep expires them: the real arguments are gone with their key.
+      assert.are.same({{"expired", "1", "1"}}, h.sql(quick.data, "SELECT status, sealed_arguments IS NULL," ..
+        " wrapped_key IS NULL FROM approvals WHERE id = '" .. body.approval.id .. "'"))
       quick.stop()
     end)
   end)

@@ -513,7 +513,10 @@ static void non_public_address_is_egress_denied_unless_allowed(void)
     setup(&e, NULL);
     static const char *const urls[] = {"http://127.0.0.1:%d/json", "http://localhost:%d/json",
                                        "http://[::1]:%d/json", "http://169.254.169.254:%d/latest",
-                                       "http://10.1.2.3:%d/", "http://192.168.1.1:%d/", "http://0.0.0.0:%d/"};
+                                       "http://10.1.2.3:%d/", "http://192.168.1.1:%d/", "http://0.0.0.0:%d/",
+                                       /* IPv4 carried in IPv6: mapped, NAT64, 6to4 */
+                                       "http://[::ffff:127.0.0.1]:%d/", "http://[64:ff9b::a9fe:a9fe]:%d/",
+                                       "http://[2002:7f00:1::1]:%d/"};
     for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
         char url[128];
         snprintf(url, sizeof url, urls[i], e.port);
