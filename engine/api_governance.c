@@ -230,15 +230,25 @@ static void get_permissions(hreq *r, void *arg)
     hreq_reply_json(r, 200, body);
 }
 
-static void audit_setting(app *a, const principal *who, const char *operation, json_t *body, const char *request_id)
+/* A policy change is audited before it is made, and not made when the
+ * audit row cannot be written (fails closed, like calls): 0, or -1 with
+ * the 503 answered. */
+static int audit_setting(hreq *r, app *a, const principal *who, const char *operation, json_t *body)
 {
     char *text = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
     audit_row row = {.user_id = who->user_id, .user = who->user, .team_id = who->team_id, .team = who->team,
-                     .operation = operation, .outcome = "ok", .request_id = request_id, .arguments = text};
+                     .operation = operation, .outcome = "ok", .request_id = hreq_request_id(r), .arguments = text};
     ferr e = {0};
-    audit_event(a->audit, &row, &e);
-    ferr_clear(&e);
+    int rc = audit_event(a->audit, &row, &e);
     free(text);
+    if (rc < 0) {
+        ferr_clear(&e);
+        ferr_set(&e, FERR_INTERNAL, "the audit log cannot be written, so the setting was not changed");
+        e.status = 503;
+        reply_ferr(r, &e);
+    }
+    ferr_clear(&e);
+    return rc;
 }
 
 /* POST /v1/permissions {user | role, category, allow: true | false | null} */
@@ -278,11 +288,12 @@ static void post_permission(hreq *r, void *arg)
         snprintf(subject, sizeof subject, "user:%lld", (long long)target.user_id);
     }
     int allowed = !allow || json_is_null(allow) ? -1 : json_is_true(allow);
+    if (audit_setting(r, a, who, "policy.permission", body) < 0)
+        return;
     if (store_permission_set(a->db, who->team_id, subject, json_string_value(category), allowed, &e) < 0) {
         reply_ferr(r, &e);
         return;
     }
-    audit_setting(a, who, "policy.permission", body, hreq_request_id(r));
     hreq_reply_json(r, 200, json_pack("{s:s, s:O, s:o}", "subject", subject, "category", category, "allow",
                                       allowed < 0 ? json_null() : json_boolean(allowed)));
 }
@@ -326,11 +337,12 @@ static void put_rate_limits(hreq *r, void *arg)
         reply_ferr(r, &e);
         return;
     }
+    if (audit_setting(r, a, who, "policy.rate_limits", body) < 0)
+        return;
     if (store_rate_policy_set(a->db, who->team_id, json_string_value(integration), &rp, &e) < 0) {
         reply_ferr(r, &e);
         return;
     }
-    audit_setting(a, who, "policy.rate_limits", body, hreq_request_id(r));
     hreq_reply_json(r, 200, json_pack("{s:O, s:{s:f, s:f}, s:{s:f, s:f}}", "integration", integration, "per_user",
                                       "rate", rp.user_rate, "burst", rp.user_burst, "per_team", "rate", rp.team_rate,
                                       "burst", rp.team_burst));
@@ -353,8 +365,9 @@ static void put_write_tools(hreq *r, void *arg)
         ferr_set(&e, FERR_UNKNOWN_TOOL, "there is no tool named '%s'", json_string_value(tool));
     } else if (!t->is_write) {
         ferr_set(&e, FERR_INVALID_ARGUMENTS, "%s only reads; it never waits for approval", t->full_name);
+    } else if (audit_setting(r, a, who, "policy.write_tools", body) < 0) {
+        return;
     } else if (store_allowlist_set(a->db, who->team_id, t->full_name, json_is_false(req), &e) == 0) {
-        audit_setting(a, who, "policy.write_tools", body, hreq_request_id(r));
         hreq_reply_json(r, 200, json_pack("{s:s, s:O}", "tool", t->full_name, "require_approval", req));
         return;
     }

@@ -167,8 +167,9 @@ static void new_id(char out[40])
     out[20] = 0;
 }
 
-static void audit_decision(approvals *ap, const principal *who, const approval_row *a, const char *operation,
-                           const char *outcome, const char *request_id, const char *detail)
+/* 0, or -1 with err (503) when the audit row cannot be written. */
+static int audit_decision(approvals *ap, const principal *who, const approval_row *a, const char *operation,
+                          const char *outcome, const char *request_id, const char *detail, ferr *err)
 {
     audit_row row = {
         .user_id = who->user_id, .user = who->user, .team_id = who->team_id, .team = who->team,
@@ -177,12 +178,19 @@ static void audit_decision(approvals *ap, const principal *who, const approval_r
         .arguments = a->redacted_arguments, .detail = detail,
     };
     ferr e = {0};
+    int rc = 0;
     if (ap->audit && audit_event(ap->audit, &row, &e) < 0) {
         log_line *l = log_begin(LOG_ERROR, "audit write failed");
         log_str(l, "error", e.message);
         log_end(l);
+        if (err) {
+            ferr_set(err, FERR_INTERNAL, "the audit log cannot be written, so the decision was not made");
+            err->status = 503;
+        }
+        rc = -1;
     }
     ferr_clear(&e);
+    return rc;
 }
 
 int approvals_request(approvals *ap, const principal *who, const provider_tool *t, json_t *args,
@@ -441,8 +449,14 @@ int approvals_decide(approvals *ap, const principal *who, const char *id, int ap
         }
         goto out;
     }
-    audit_decision(ap, who, &a, approve ? "approval.approved" : "approval.rejected", approve ? "approved" : "rejected",
-                   request_id, reason);
+    /* Fails closed: no audit row, no decision (it goes back to pending). */
+    if (audit_decision(ap, who, &a, approve ? "approval.approved" : "approval.rejected",
+                       approve ? "approved" : "rejected", request_id, reason, err) < 0) {
+        ferr ignore = {0};
+        store_approval_decide(ap->db, id, approve ? "running" : "rejected", "pending", 0, NULL, &ignore);
+        ferr_clear(&ignore);
+        goto out;
+    }
     if (!approve) {
         ferr se = {0};
         store_approval_finish(ap->db, id, "rejected", NULL, NULL, &se);

@@ -298,6 +298,7 @@ describe("governance", function()
     it("fails closed: no audit row, no call", function()
       local srv = h.start_ferry({base_urls = {sample = fault.url}, args = {"--db-busy-timeout-ms", "200"}})
       local key = srv.key("ada", "books", "admin")
+      srv.key("nat", "books")
       assert.are.equal(200, (srv.call(key, "sample__get", {path = "/ok"})))
       -- another process holds the database's write lock for a few seconds
       local locker = h.spawn({"sqlite3", srv.data .. "/ferry.db",
@@ -311,7 +312,14 @@ describe("governance", function()
       assert.are.equal("internal", body.error.code)
       assert.is_truthy(body.error.message:find("audit", 1, true))
       assert.are.equal(before, fault.count(), "the upstream was never called")
+      -- A policy change is not made without its audit row either.
+      local st, text = h.request("POST", srv.url .. "/v1/permissions", {
+        json = {user = "nat", category = "financial", allow = true}, headers = {authorization = "Bearer " .. key}})
+      assert.are.equal(503, st, text)
+      assert.is_truthy(h.decode(text).error.message:find("audit", 1, true))
       h.wait_exit(locker.pid, 60)
+      assert.are.same({}, h.sql(srv.data, "SELECT subject FROM permissions WHERE category = 'financial'" ..
+        " AND subject LIKE 'user:%'"))
       assert.are.equal(200, (srv.call(key, "sample__get", {path = "/ok"})))
       srv.stop()
     end)
