@@ -54,41 +54,9 @@ local function select_list(fields, extra)
 end
 
 ---------------------------------------------------------------------------
--- Time: RFC 3339 <-> seconds since the epoch (UTC).
+-- Time: RFC 3339 <-> seconds since the epoch (UTC), from the SDK.
 
-local function days_from_civil(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = math.floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (m + 9) % 12
-  local doy = math.floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
-
-local function parse_time(text)
-  if type(text) ~= "string" then return nil end
-  local y, mo, d = text:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)$")
-  local hh, mi, ss, zone = "0", "0", "0", "Z"
-  if not y then
-    y, mo, d, hh, mi, ss, zone = text:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)[Tt ](%d%d):(%d%d):(%d%d)%.?%d*(.*)$")
-    if not y then return nil end
-  end
-  y, mo, d, hh, mi, ss = tonumber(y), tonumber(mo), tonumber(d), tonumber(hh), tonumber(mi), tonumber(ss)
-  if mo < 1 or mo > 12 or d < 1 or d > 31 or hh > 23 or mi > 59 or ss > 60 then return nil end
-  local offset = 0
-  if zone ~= "Z" and zone ~= "z" then
-    local sign, oh, om = zone:match("^([%+%-])(%d%d):?(%d%d)$")
-    if not sign then return nil end
-    offset = tonumber(oh) * 3600 + tonumber(om) * 60
-    if sign == "-" then offset = -offset end
-  end
-  return days_from_civil(y, mo, d) * DAY + hh * 3600 + mi * 60 + ss - offset
-end
-
-local function format_time(t)
-  return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(t))
-end
+local parse_time, format_time = sdk.time.parse, sdk.time.format
 
 local function str(v)
   v = data.value(v)

@@ -77,35 +77,11 @@ local function bool(v)
   return nil
 end
 
-local function days_from_civil(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = math.floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (m + 9) % 12
-  local doy = math.floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
-
--- Seconds since the epoch of an RFC 3339 date-time, or nil.
-local function parse_rfc3339(text)
-  local y, mo, d, hh, mi, ss, zone = text:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)[Tt](%d%d):(%d%d):(%d%d)%.?%d*(.*)$")
-  if not y then return nil end
-  local offset = 0
-  if zone ~= "Z" and zone ~= "z" then
-    local sign, oh, om = zone:match("^([%+%-])(%d%d):(%d%d)$")
-    if not sign then return nil end
-    offset = (tonumber(oh) * 3600 + tonumber(om) * 60) * (sign == "-" and -1 or 1)
-  end
-  return days_from_civil(tonumber(y), tonumber(mo), tonumber(d)) * DAY + tonumber(hh) * 3600 +
-         tonumber(mi) * 60 + tonumber(ss) - offset
-end
-
 -- A Slack timestamp from an argument that is one already or an RFC 3339 time.
 local function to_ts(value)
   if value == nil then return nil end
   if value:match("^%d+%.?%d*$") then return value end
-  local t = parse_rfc3339(value)
+  local t = sdk.time.parse(value)
   return t and string.format("%d", t) or nil
 end
 

@@ -36,6 +36,7 @@ build = {
     ["ferry.http"] = "scripts/ferry/http.lua",
     ["ferry.paginate"] = "scripts/ferry/paginate.lua",
     ["ferry.schema"] = "scripts/ferry/schema.lua",
+    ["ferry.time"] = "scripts/ferry/time.lua",
     ["ferry.graphql"] = "scripts/ferry/graphql.lua",
     ["ferry.validate"] = "scripts/ferry/validate.lua",
     ["ferry.testing"] = "scripts/ferry/testing.lua",

@@ -21,6 +21,7 @@
 -- errors.graphql{service = "Monday"}).
 -- Common subset of Lua 5.1 and 5.4.
 local data = require "ferry.data"
+local time = require "ferry.time"
 
 local M = {}
 
@@ -49,22 +50,11 @@ end
 local MONTHS = {jan = 1, feb = 2, mar = 3, apr = 4, may = 5, jun = 6,
                 jul = 7, aug = 8, sep = 9, oct = 10, nov = 11, dec = 12}
 
--- Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-local function days_from_civil(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = math.floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (m + 9) % 12
-  local doy = math.floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
-
 local function epoch(y, mon, d, hh, mm, ss)
   local m = MONTHS[string.lower(mon)]
   y, d, hh, mm, ss = tonumber(y), tonumber(d), tonumber(hh), tonumber(mm), tonumber(ss)
   if not m or d < 1 or d > 31 or hh > 23 or mm > 59 or ss > 60 then return nil end
-  return days_from_civil(y, m, d) * 86400 + hh * 3600 + mm * 60 + ss
+  return time.days_from_civil(y, m, d) * 86400 + hh * 3600 + mm * 60 + ss
 end
 
 -- Seconds since the epoch of an HTTP-date (RFC 9110 §5.6.7: IMF-fixdate and

@@ -10,6 +10,7 @@
 --   sdk.graphql.query(ctx, {query, variables}, API)
 --   sdk.data.get(body, "a.b.1"), sdk.data.array(list)
 --   sdk.http.path("/things/{id}", args)
+--   sdk.time.parse("2024-05-01T12:00:00Z"), sdk.time.format(t)
 --
 -- See scripts/ferry/README.md. The modules can also be required one by one
 -- (require "ferry.errors").
@@ -22,5 +23,6 @@ return {
   http = http,
   paginate = require "ferry.paginate",
   schema = require "ferry.schema",
+  time = require "ferry.time",
   request = http.request,
 }
