@@ -439,9 +439,9 @@ static int env_name_refused(const char *name)
     static const char *const prefixes[] = {"LD_", "DYLD_", "NODE_", "NPM_", "PYTHON", "PERL", "RUBY", "JAVA_",
                                            "_JAVA_", "JDK_", "LUA_", "GCONV_", "MALLOC_", "GLIBC_", "LC_", "BASH_",
                                            "DENO_", "BUN_", "PHP", "GEM_", "GIT_", "OPENSSL_", "SSL_", NULL};
-    static const char *const names[] = {"PATH", "HOME", "LANG", "TZ", "TMPDIR", "ENV", "SHELLOPTS", "PS4", "IFS",
-                                        "CDPATH", "NLSPATH", "HOSTALIASES", "LOCALDOMAIN", "RES_OPTIONS",
-                                        "CLASSPATH", "RUSTC_WRAPPER", "CURL_CA_BUNDLE", "FERRY_MASTER_KEY", NULL};
+    static const char *const names[] = {"ENV", "SHELLOPTS", "PS4", "IFS", "CDPATH", "NLSPATH", "HOSTALIASES",
+                                        "LOCALDOMAIN", "RES_OPTIONS", "CLASSPATH", "RUSTC_WRAPPER",
+                                        "CURL_CA_BUNDLE", NULL};
     char up[128];
     size_t n = 0;
     for (; name[n] && n < sizeof up - 1; n++)
@@ -453,7 +453,8 @@ static int env_name_refused(const char *name)
     for (size_t i = 0; names[i]; i++)
         if (strcmp(up, names[i]) == 0)
             return 1;
-    return strstr(up, "_OPTIONS") != NULL || strstr(up, "PRELOAD") != NULL || strncmp(up, "FERRY_", 6) == 0;
+    return mcpc_stdio_inherits(up) || strstr(up, "_OPTIONS") != NULL || strstr(up, "PRELOAD") != NULL ||
+           strncmp(up, "FERRY_", 6) == 0;
 }
 
 static mcpc_session *ensure_session(srv *s, ferr *err)

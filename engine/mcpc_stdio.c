@@ -30,6 +30,14 @@
  * locale), nothing that could be a secret. */
 static const char *const inherited_env[] = {"PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", NULL};
 
+int mcpc_stdio_inherits(const char *name)
+{
+    for (int i = 0; inherited_env[i]; i++)
+        if (strcmp(inherited_env[i], name) == 0)
+            return 1;
+    return 0;
+}
+
 struct mcpc_stdio {
     struct event_base *base;
     pid_t pid;

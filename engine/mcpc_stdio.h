@@ -47,6 +47,8 @@ mcpc_stdio *mcpc_stdio_start(struct event_base *base, const mcpc_stdio_config *c
 /* Writes one message and a newline. -1 once it is gone. */
 int mcpc_stdio_write(mcpc_stdio *p, const char *msg, size_t len);
 pid_t mcpc_stdio_pid(const mcpc_stdio *p);
+/* Whether a child gets `name` from ferry's own environment (PATH, HOME...). */
+int mcpc_stdio_inherits(const char *name);
 /* Stops it (close stdin, SIGTERM, SIGKILL as needed, on timers) and frees
  * the handle: no callback runs after this. */
 void mcpc_stdio_stop(mcpc_stdio *p);
